@@ -1,0 +1,57 @@
+"""A sans-IO WebSocket (RFC 6455) connection for both roles.
+
+Bytes in, events out; commands in, bytes out. Nothing here touches a socket
+or a clock: see README.md for the loop an adapter runs around it.
+"""
+
+from .client import ClientConnection
+from .connection import Connection, ConnectionOptions, State
+from .errors import LocalProtocolError, WebSocketError
+from .events import (
+    BytesFragment,
+    BytesMessage,
+    CloseReceived,
+    ConnectionFailed,
+    Event,
+    HandshakeAccepted,
+    HandshakeFailed,
+    HandshakeRejected,
+    HandshakeRequest,
+    HttpRequest,
+    Ping,
+    Pong,
+    TextFragment,
+    TextMessage,
+)
+from .extensions import ExtensionOffer
+from .frames import CloseCode, Opcode
+from .http import Headers
+from .server import ServerConnection
+
+__all__ = [
+    "BytesFragment",
+    "BytesMessage",
+    "ClientConnection",
+    "CloseCode",
+    "CloseReceived",
+    "Connection",
+    "ConnectionFailed",
+    "ConnectionOptions",
+    "Event",
+    "ExtensionOffer",
+    "HandshakeAccepted",
+    "HandshakeFailed",
+    "HandshakeRejected",
+    "HandshakeRequest",
+    "Headers",
+    "HttpRequest",
+    "LocalProtocolError",
+    "Opcode",
+    "Ping",
+    "Pong",
+    "ServerConnection",
+    "State",
+    "TextFragment",
+    "TextMessage",
+    "WebSocketError",
+]

@@ -1,0 +1,120 @@
+"""The client role: send the upgrade request, judge the response.
+
+The request is queued the moment the connection is made, so an adapter just
+connects and starts draining `data_to_send()`. Any status but 101 is a
+`HandshakeRejected` carrying the body (cut at `max_message_size`), so that
+an application can show the server's error page or follow a redirect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Unpack
+
+from .connection import Connection, ConnectionOptions, State
+from .errors import HandshakeViolation
+from .events import Event, HandshakeAccepted, HandshakeRejected
+from .handshake import ClientOffer, build_client_request, check_accept_response, make_key
+from .http import ResponseHead, parse_response_head
+
+_DEFAULT_REJECTED_BODY_LIMIT = 1 << 20
+
+
+class ClientConnection(Connection):
+    """A client connection to `host` (the Host header, with port if not default).
+
+    `target` is the request target: path and query, such as "/chat?room=1".
+    Takes the keyword options documented on `Connection`.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        target: str = "/",
+        *,
+        subprotocols: Iterable[str] = (),
+        origin: str | None = None,
+        extra_headers: Iterable[tuple[str, str]] = (),
+        **options: Unpack[ConnectionOptions],
+    ) -> None:
+        super().__init__(client=True, **options)
+        self._offer = ClientOffer(key=make_key(), subprotocols=tuple(subprotocols), extensions=())
+        self._out.append(
+            build_client_request(
+                host=host,
+                target=target,
+                offer=self._offer,
+                origin=origin,
+                extra_headers=extra_headers,
+            )
+        )
+        self._buffer = bytearray()
+        self._rejection: ResponseHead | None = None
+        self._body_length: int | None = None  # None: the body runs until EOF
+
+    def _receive_handshake_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        self._buffer += data
+        try:
+            if self._rejection is None:
+                self._read_head(events)
+            else:
+                self._read_rejection_body(events, eof=False)
+        except HandshakeViolation as violation:
+            self._fail_handshake(violation.status or None, violation.reason, events)
+        return events
+
+    def _read_head(self, events: list[Event]) -> None:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0 or end + 4 > self.max_handshake_size:
+            if end >= 0 or len(buffer) > self.max_handshake_size:
+                raise HandshakeViolation(
+                    0, f"response head is over {self.max_handshake_size} bytes"
+                )
+            return
+        head = parse_response_head(bytes(buffer[:end]), max_header_count=self.max_header_count)
+        del buffer[: end + 4]
+        if head.status != 101:
+            self._rejection = head
+            self._body_length = _content_length(head)
+            self._read_rejection_body(events, eof=False)
+            return
+        subprotocol, extensions = check_accept_response(head, self._offer)
+        self._open(subprotocol, extensions)
+        events.append(
+            HandshakeAccepted(subprotocol=subprotocol, extensions=extensions, headers=head.headers)
+        )
+        if buffer:  # frames that came in the same read as the response
+            early = bytes(buffer)
+            buffer.clear()
+            events.extend(self.receive_data(early))
+
+    def _read_rejection_body(self, events: list[Event], *, eof: bool) -> None:
+        head = self._rejection
+        assert head is not None
+        limit = self.max_message_size or _DEFAULT_REJECTED_BODY_LIMIT
+        wanted = limit if self._body_length is None else min(limit, self._body_length)
+        if len(self._buffer) < wanted and not eof:
+            return
+        body = bytes(self._buffer[:wanted])
+        self._buffer.clear()
+        self._state = State.CLOSED
+        self.close_code, self.close_reason = 1006, f"server answered HTTP {head.status}"
+        self._timers.cancel_all()
+        self._should_close_transport = True
+        events.append(HandshakeRejected(status=head.status, headers=head.headers, body=body))
+
+    def _receive_handshake_eof(self, events: list[Event]) -> None:
+        if self._rejection is not None:
+            self._read_rejection_body(events, eof=True)
+        else:
+            self._fail_handshake(None, "connection closed before the handshake response", events)
+
+
+def _content_length(head: ResponseHead) -> int | None:
+    values = head.headers.get_all("Content-Length")
+    if "Transfer-Encoding" in head.headers or len(values) != 1:
+        return None  # read until EOF: cut at the limit, so this stays bounded
+    value = values[0]
+    return int(value) if value.isascii() and value.isdigit() else None

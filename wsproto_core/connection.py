@@ -1,0 +1,348 @@
+"""What both roles share once the handshake is done: messages, control frames,
+the close handshake, failing the connection, and the timers.
+
+The connection is a state machine with one outbound buffer. Everything it
+must send on its own (a Pong, the Close reply, a close frame with an error
+code, a keepalive Ping) goes into that buffer, so an adapter's whole job is:
+feed bytes in, act on events, write `data_to_send()`, close the transport
+when `should_close_transport` says so, and sleep until `next_deadline(now)`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from typing import TypedDict
+
+from .errors import LocalProtocolError
+from .events import CloseReceived, ConnectionFailed, Event, HandshakeFailed, Ping, Pong
+from .extensions import ExtensionOffer
+from .frames import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, build_close_payload
+from .masking import Buffer
+from .reader import FrameReader
+from .timers import Timer, TimerSet
+from .writer import FrameWriter
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
+DEFAULT_MAX_HEADER_COUNT = 100
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The keyword options every connection takes, for both roles and all adapters."""
+
+    max_message_size: int | None
+    max_frame_size: int | None
+    max_handshake_size: int
+    max_header_count: int
+    streaming: bool
+    open_timeout: float | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float | None
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"  # opening handshake in progress
+    OPEN = "open"
+    CLOSING = "closing"  # we sent a close frame and wait for the peer's
+    CLOSED = "closed"  # close handshake done, connection failed, or HTTP answered
+
+
+_TEXT, _BINARY, _CONT = int(Opcode.TEXT), int(Opcode.BINARY), int(Opcode.CONTINUATION)
+
+
+def _check_size(name: str, value: int | None) -> int | None:
+    if value is not None and (not isinstance(value, int) or value <= 0):
+        raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
+    return value
+
+
+def _check_delay(name: str, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+    return value
+
+
+class Connection:
+    """Base of `ServerConnection` and `ClientConnection`; not made directly.
+
+    Limits: `max_message_size` bounds a reassembled message (1009 past it,
+    decided from frame headers before any payload is kept); `max_frame_size`
+    bounds one frame; `max_handshake_size` and `max_header_count` bound the
+    HTTP head. None lifts a limit.
+
+    Timers, in seconds on whatever monotonic clock the adapter uses (None
+    turns one off): `open_timeout` for the opening handshake;
+    `ping_interval` between keepalive pings and `ping_timeout` for their
+    pong (1011 past it); `close_timeout` for the close handshake and, on the
+    client, for the server to close TCP afterwards.
+
+    `streaming=True` delivers TextFragment/BytesFragment as payload arrives
+    instead of whole messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+        streaming: bool = False,
+        open_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float | None = 10.0,
+    ) -> None:
+        self._client = client
+        self.max_message_size = _check_size("max_message_size", max_message_size)
+        self.max_frame_size = _check_size("max_frame_size", max_frame_size)
+        self.max_handshake_size: int = _check_size("max_handshake_size", max_handshake_size) or 0
+        self.max_header_count: int = _check_size("max_header_count", max_header_count) or 0
+        self.streaming = streaming
+        self._ping_interval = _check_delay("ping_interval", ping_interval)
+        self._ping_timeout = _check_delay("ping_timeout", ping_timeout)
+        self._close_timeout = _check_delay("close_timeout", close_timeout)
+
+        self._state = State.CONNECTING
+        self._out: list[bytes] = []
+        self._writer = FrameWriter(mask=client, out=self._out)
+        self._reader: FrameReader | None = None
+        self._reading_frames = False
+        self._sending_opcode = 0  # opcode of a fragmented message we are sending
+        self._keepalive_payloads: set[bytes] = set()
+        self._should_close_transport = False
+        self._timers = TimerSet()
+        self._timers.start(Timer.OPEN, _check_delay("open_timeout", open_timeout))
+
+        self.subprotocol: str | None = None
+        self.extensions: tuple[ExtensionOffer, ...] = ()
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    # -- what the adapter asks ------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def is_client(self) -> bool:
+        return self._client
+
+    @property
+    def should_close_transport(self) -> bool:
+        """Flush `data_to_send()`, then close the socket.
+
+        True after failing the connection, after an HTTP response, and after
+        the close handshake: at once on the server (which closes TCP first,
+        RFC 6455 section 7.1.1), and on the client once the server has
+        closed its side (`receive_eof`) or `close_timeout` has passed.
+        """
+        return self._should_close_transport
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire since the last call, in order."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    # -- input ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the transport; never raises on anything the peer sent."""
+        if self._reading_frames:
+            reader = self._reader
+            assert reader is not None
+            events = reader.feed(data)
+            if reader.control_seen or reader.failure is not None:
+                self._react_to_frames(reader, events)
+            return events
+        if self._state is State.CONNECTING:
+            return self._receive_handshake_data(data)
+        return []  # after the close, input is ignored
+
+    def receive_eof(self) -> list[Event]:
+        """The transport reached end of file (the peer closed or shut down writing)."""
+        events: list[Event] = []
+        if self._state is State.CONNECTING:
+            self._receive_handshake_eof(events)
+        elif self._state is State.CLOSED:
+            self._should_close_transport = True
+        elif self._state is State.CLOSING:
+            self._fail(CloseCode.ABNORMAL_CLOSURE, "peer closed before answering our close", events)
+        else:
+            self._fail(CloseCode.ABNORMAL_CLOSURE, "peer closed without a close frame", events)
+        return events
+
+    def _receive_handshake_data(self, data: bytes) -> list[Event]:
+        raise NotImplementedError  # pragma: no cover - each role implements it
+
+    def _receive_handshake_eof(self, events: list[Event]) -> None:
+        raise NotImplementedError  # pragma: no cover - each role implements it
+
+    def _react_to_frames(self, reader: FrameReader, events: list[Event]) -> None:
+        """Do what the RFC asks when control frames or an error arrive."""
+        if reader.control_seen:
+            reader.control_seen = False
+            for event in events:
+                if type(event) is Ping:
+                    if self._state is State.OPEN:
+                        self._writer.write(Opcode.PONG, event.payload)
+                elif type(event) is Pong:
+                    if event.payload in self._keepalive_payloads:
+                        self._keepalive_payloads.clear()
+                        self._timers.cancel(Timer.PONG)
+                elif type(event) is CloseReceived:
+                    self._close_received(event)
+        if reader.failure is not None:
+            self._fail(reader.failure.code, reader.failure.reason, events)
+
+    def _close_received(self, event: CloseReceived) -> None:
+        if self._state is State.OPEN:
+            # Echo the code (without the reason), or nothing if none came.
+            code = None if event.code == CloseCode.NO_STATUS_RCVD else event.code
+            self._writer.write(Opcode.CLOSE, build_close_payload(code, ""))
+        self._reading_frames = False
+        self._state = State.CLOSED
+        self.close_code, self.close_reason = event.code, event.reason
+        self._timers.cancel_all()
+        if self._client:
+            self._timers.start(Timer.CLOSE, self._close_timeout)
+        else:
+            self._should_close_transport = True
+
+    def _fail(self, code: int, reason: str, events: list[Event]) -> None:
+        """Fail the WebSocket connection (RFC 6455 section 7.1.7)."""
+        if self._state is State.OPEN and code != CloseCode.ABNORMAL_CLOSURE:
+            encoded = reason.encode("utf-8")[: MAX_CONTROL_PAYLOAD - 2]
+            self._writer.write(Opcode.CLOSE, code.to_bytes(2, "big") + encoded)
+        self._reading_frames = False
+        self._state = State.CLOSED
+        self.close_code, self.close_reason = code, reason
+        self._timers.cancel_all()
+        self._should_close_transport = True
+        events.append(ConnectionFailed(code=code, reason=reason))
+
+    def _fail_handshake(self, status: int | None, reason: str, events: list[Event]) -> None:
+        self._state = State.CLOSED
+        self.close_code, self.close_reason = CloseCode.ABNORMAL_CLOSURE, reason
+        self._timers.cancel_all()
+        self._should_close_transport = True
+        events.append(HandshakeFailed(status=status, reason=reason))
+
+    def _open(self, subprotocol: str | None, extensions: tuple[ExtensionOffer, ...]) -> None:
+        self._state = State.OPEN
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+        self._reader = FrameReader(
+            expect_masked=not self._client,
+            max_message_size=self.max_message_size,
+            max_frame_size=self.max_frame_size,
+            streaming=self.streaming,
+        )
+        self._reading_frames = True
+        self._timers.cancel(Timer.OPEN)
+        self._timers.start(Timer.PING, self._ping_interval)
+
+    # -- commands ------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._state is not State.OPEN:
+            if self._state is State.CONNECTING:
+                raise LocalProtocolError("the opening handshake is not complete")
+            raise LocalProtocolError(f"cannot send: the connection is {self._state.value}")
+
+    def send_text(self, data: str, *, final: bool = True) -> None:
+        """Send a text message, or with final=False the next fragment of one."""
+        if self._state is not State.OPEN:
+            self._require_open()
+        if not isinstance(data, str):
+            raise TypeError(f"send_text takes str, not {type(data).__name__}")
+        self._send_data(_TEXT, data.encode("utf-8"), final)
+
+    def send_bytes(self, data: Buffer, *, final: bool = True) -> None:
+        """Send a binary message, or with final=False the next fragment of one."""
+        if self._state is not State.OPEN:
+            self._require_open()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"send_bytes takes bytes, not {type(data).__name__}")
+        self._send_data(_BINARY, data, final)
+
+    def _send_data(self, opcode: int, payload: Buffer, final: bool) -> None:
+        sending = self._sending_opcode
+        if sending:
+            if sending != opcode:
+                kind = "text" if sending == _TEXT else "binary"
+                raise LocalProtocolError(f"a fragmented {kind} message is still being sent")
+            self._writer.write(_CONT, payload, fin=final)
+        else:
+            self._writer.write(opcode, payload, fin=final)
+        self._sending_opcode = 0 if final else opcode
+
+    def send_ping(self, payload: Buffer = b"") -> None:
+        self._require_open()
+        self._send_control(Opcode.PING, payload)
+
+    def send_pong(self, payload: Buffer = b"") -> None:
+        """An unsolicited Pong (a unidirectional heartbeat, RFC 6455 section 5.5.3)."""
+        self._require_open()
+        self._send_control(Opcode.PONG, payload)
+
+    def _send_control(self, opcode: Opcode, payload: Buffer) -> None:
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError("control frame payloads are limited to 125 bytes")
+        self._writer.write(opcode, payload)
+
+    def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the close handshake. Does nothing if it has already started.
+
+        code=None sends a close frame without a status code (the peer sees 1005).
+        """
+        if self._state is State.CLOSING or self._state is State.CLOSED:
+            return
+        if self._state is State.CONNECTING:
+            raise LocalProtocolError("the opening handshake is not complete; nothing to close")
+        self._writer.write(Opcode.CLOSE, build_close_payload(code, reason))
+        self._state = State.CLOSING
+        self._timers.cancel_all()
+        self._timers.start(Timer.CLOSE, self._close_timeout)
+
+    # -- time ----------------------------------------------------------------
+
+    def next_deadline(self, now: float) -> float | None:
+        """When `handle_timeout` must next be called, on the adapter's clock.
+
+        Timers started since the last call are counted from `now`, so call
+        this after every step (feeding data, sending, accepting).
+        """
+        return self._timers.next_deadline(now)
+
+    def handle_timeout(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        for timer in self._timers.pop_due(now):
+            if timer is Timer.OPEN:
+                self._fail_handshake(None, "opening handshake timed out", events)
+            elif timer is Timer.PING:
+                self._send_keepalive(now)
+            elif timer is Timer.PONG:
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timed out", events)
+            elif self._state is State.CLOSING:
+                self._fail(CloseCode.ABNORMAL_CLOSURE, "close handshake timed out", events)
+            else:  # client after a clean close: the server did not close TCP in time
+                self._should_close_transport = True
+        return events
+
+    def _send_keepalive(self, now: float) -> None:
+        payload = os.urandom(4)
+        self._keepalive_payloads.add(payload)
+        self._writer.write(Opcode.PING, payload)
+        self._timers.start(Timer.PING, self._ping_interval)
+        if not self._timers.is_running(Timer.PONG):
+            self._timers.start(Timer.PONG, self._ping_timeout)
+        self._timers.next_deadline(now)  # count the new timers from now, not the next step

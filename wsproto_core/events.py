@@ -1,0 +1,154 @@
+"""Everything the core reports, as a closed union of immutable records.
+
+Events are frozen so an application can hand them between tasks without
+copying, slotted because thousands are made per second on the hot path, and
+keyword-only so adding a field never silently shifts a positional argument.
+`Event` is the union: a `match` over it is checked exhaustive by mypy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .extensions import ExtensionOffer
+from .http import Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeRequest:
+    """(server) A valid WebSocket upgrade request; answer with accept() or reject()."""
+
+    target: str
+    path: str
+    query: str
+    headers: Headers
+    host: str
+    origin: str | None
+    subprotocols: tuple[str, ...]
+    extensions: tuple[ExtensionOffer, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """(server) A plain HTTP request, not an upgrade; answer with respond()."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeAccepted:
+    """(client) The server switched protocols; the connection is open."""
+
+    subprotocol: str | None
+    extensions: tuple[ExtensionOffer, ...]
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeRejected:
+    """(client) The server answered with something other than 101.
+
+    `body` is cut at the configured limit, so a hostile server cannot make
+    the client buffer without bound.
+    """
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeFailed:
+    """The opening handshake could not complete; the transport should close.
+
+    Server side: the request was malformed (`status` is what we answered) or
+    the handshake timed out (`status` is None). Client side: the 101
+    response was invalid, or it timed out.
+    """
+
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextMessage:
+    data: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BytesMessage:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextFragment:
+    """(streaming mode) Part of a text message; `data` always holds whole characters."""
+
+    data: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BytesFragment:
+    """(streaming mode) Part of a binary message."""
+
+    data: bytes
+    final: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """The core has already queued the Pong; this is for the application's information."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseReceived:
+    """The peer sent a close frame (1005 if it carried no code).
+
+    If we had not sent one yet, the core has queued the reply already.
+    """
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionFailed:
+    """The open connection ended without a clean close handshake.
+
+    `code` is the close code we sent (1002, 1007, 1009, 1011, ...), or 1006
+    when no close frame could be exchanged (the peer vanished, the close
+    handshake timed out). The transport should be closed.
+    """
+
+    code: int
+    reason: str
+
+
+Event = (
+    HandshakeRequest
+    | HttpRequest
+    | HandshakeAccepted
+    | HandshakeRejected
+    | HandshakeFailed
+    | TextMessage
+    | BytesMessage
+    | TextFragment
+    | BytesFragment
+    | Ping
+    | Pong
+    | CloseReceived
+    | ConnectionFailed
+)

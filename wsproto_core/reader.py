@@ -1,0 +1,280 @@
+"""Incremental frame parser and message assembler: bytes in, events out.
+
+This is the receive hot path, so it is written as one loop over an index into
+the caller's buffer rather than as a generator or a chain of small objects:
+a whole small frame costs a few integer operations, one slice and one event.
+
+Payload is processed as it arrives rather than when a frame is complete, so
+that (1) invalid UTF-8 fails the connection at the first bad byte, even in
+the middle of a frame, (2) streaming mode can hand out partial frames, and
+(3) nothing but a header fragment (under 14 bytes) or a small control frame
+(under 132 bytes) is ever kept between calls besides the message being
+assembled, whose size the limits bound before its payload is read.
+"""
+
+from __future__ import annotations
+
+from . import masking
+from .errors import ProtocolViolation
+from .events import (
+    BytesFragment,
+    BytesMessage,
+    CloseReceived,
+    Event,
+    Ping,
+    Pong,
+    TextFragment,
+    TextMessage,
+)
+from .frames import CloseCode, parse_close_payload
+from .utf8 import INVALID_UTF8, Utf8Validator
+
+_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
+_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+
+# Opcodes as plain ints: comparing ints is cheaper than IntEnum members.
+_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class FrameReader:
+    """Parses frames for one direction of one connection.
+
+    `feed` never raises: a violation stops parsing and is left in `failure`
+    for the connection to act on. `control_seen` tells the connection that
+    the last batch holds a Ping or a CloseReceived it must react to, so the
+    common batch of only data messages is returned without being scanned.
+    """
+
+    __slots__ = (
+        "_byte_parts",
+        "_expect_mask",
+        "_frame_fin",
+        "_mask",
+        "_mask_phase",
+        "_max_frame",
+        "_max_message",
+        "_message_opcode",
+        "_message_size",
+        "_remaining",
+        "_rsv_allowed",
+        "_streaming",
+        "_tail",
+        "_text_parts",
+        "_utf8",
+        "closed",
+        "control_seen",
+        "failure",
+    )
+
+    def __init__(
+        self,
+        *,
+        expect_masked: bool,
+        max_message_size: int | None,
+        max_frame_size: int | None,
+        streaming: bool,
+        rsv_allowed: int = 0,
+    ) -> None:
+        self._expect_mask = 0x80 if expect_masked else 0
+        self._max_message = max_message_size
+        self._max_frame = max_frame_size
+        self._streaming = streaming
+        self._rsv_allowed = rsv_allowed
+        self._tail = b""
+        # The data frame whose payload is being read (when _remaining > 0).
+        self._remaining = 0
+        self._frame_fin = False
+        self._mask: bytes | None = None
+        self._mask_phase = 0
+        # The message being assembled (when _message_opcode is not 0).
+        self._message_opcode = 0
+        self._message_size = 0
+        self._text_parts: list[str] = []
+        self._byte_parts: list[bytes] = []
+        self._utf8: Utf8Validator | None = None
+        self.closed = False
+        self.control_seen = False
+        self.failure: ProtocolViolation | None = None
+
+    def feed(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if self.closed or self.failure is not None:
+            return events
+        if self._tail:
+            data = self._tail + data
+            self._tail = b""
+        try:
+            self._parse(data, events)
+        except ProtocolViolation as violation:
+            self.failure = violation
+        return events
+
+    def _parse(self, data: bytes, events: list[Event]) -> None:
+        pos = 0
+        end = len(data)
+        expect_mask = self._expect_mask
+        apply_mask = masking.apply_mask
+        while pos < end:
+            if self._remaining:
+                pos = self._continue_payload(data, pos, end, events)
+                continue
+
+            if end - pos < 2:
+                self._tail = data[pos:]
+                return
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            header = 2 if length < 126 else 4 if length == 126 else 10
+            masked = b1 & 0x80
+            if masked != expect_mask:
+                raise ProtocolViolation(
+                    _PROTOCOL_ERROR,
+                    "unmasked frame from a client" if expect_mask else "masked frame from a server",
+                )
+            start = pos + header + (4 if masked else 0)
+            if start > end:
+                self._tail = data[pos:]
+                return
+            if header == 4:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                if length < 126:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "frame length not minimally encoded")
+            elif header == 10:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if length >> 63:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "frame length has its top bit set")
+                if length < 0x10000:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "frame length not minimally encoded")
+            opcode = b0 & 0x0F
+            rsv = b0 & 0x70
+            fin = b0 & 0x80
+
+            if opcode & 0x8:  # control frame
+                if opcode not in (_CLOSE, _PING, _PONG):
+                    raise ProtocolViolation(_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+                if rsv:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "reserved bits set on a control frame")
+                if not fin:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "fragmented control frame")
+                if length > 125:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                if end - start < length:
+                    self._tail = data[pos:]  # at most 2 + 4 + 125 bytes
+                    return
+                payload = data[start : start + length]
+                if masked:
+                    payload = apply_mask(payload, data[start - 4 : start])
+                pos = start + length
+                self.control_seen = True
+                if opcode == _PING:
+                    events.append(Ping(payload=payload))
+                elif opcode == _PONG:
+                    events.append(Pong(payload=payload))
+                else:
+                    code, reason = parse_close_payload(payload)
+                    events.append(CloseReceived(code=code, reason=reason))
+                    self.closed = True
+                    return
+                continue
+
+            if rsv & ~self._rsv_allowed:
+                raise ProtocolViolation(_PROTOCOL_ERROR, "reserved bits set without an extension")
+            if opcode == _CONT:
+                if not self._message_opcode:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "continuation frame without a message")
+            elif opcode in (_TEXT, _BINARY):
+                if self._message_opcode:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "new message inside a fragmented one")
+            else:
+                raise ProtocolViolation(_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+            if self._max_frame is not None and length > self._max_frame:
+                raise ProtocolViolation(_TOO_BIG, f"frame of {length} bytes exceeds the limit")
+            if self._max_message is not None and self._message_size + length > self._max_message:
+                raise ProtocolViolation(_TOO_BIG, "message exceeds the size limit")
+
+            stop = start + length
+            if fin and opcode and stop <= end:
+                # Fast path: a whole unfragmented message in the buffer.
+                payload = data[start:stop]
+                if masked:
+                    payload = apply_mask(payload, data[start - 4 : start])
+                pos = stop
+                if opcode == _TEXT:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolViolation(
+                            CloseCode.INVALID_FRAME_PAYLOAD_DATA, INVALID_UTF8
+                        ) from None
+                    if self._streaming:
+                        events.append(TextFragment(data=text, final=True))
+                    else:
+                        events.append(TextMessage(data=text))
+                elif self._streaming:
+                    events.append(BytesFragment(data=payload, final=True))
+                else:
+                    events.append(BytesMessage(data=payload))
+                continue
+
+            # Slow path: a fragment, or a frame whose payload is still arriving.
+            if opcode:
+                self._message_opcode = opcode
+                self._utf8 = Utf8Validator() if opcode == _TEXT else None
+            self._message_size += length
+            self._frame_fin = bool(fin)
+            self._mask = data[start - 4 : start] if masked else None
+            self._mask_phase = 0
+            self._remaining = length
+            pos = start
+            if not length:
+                self._deliver(b"", events)
+
+    def _continue_payload(self, data: bytes, pos: int, end: int, events: list[Event]) -> int:
+        take = min(self._remaining, end - pos)
+        mask = self._mask
+        if mask is None:
+            chunk = data[pos : pos + take]
+        else:
+            window = memoryview(data)[pos : pos + take]
+            chunk = masking.apply_mask(window, masking.rotate(mask, self._mask_phase))
+            self._mask_phase = (self._mask_phase + take) & 3
+        self._remaining -= take
+        self._deliver(chunk, events)
+        return pos + take
+
+    def _deliver(self, chunk: bytes, events: list[Event]) -> None:
+        """Hand a piece of the current frame's payload to the message."""
+        final = self._frame_fin and not self._remaining
+        if self._utf8 is not None:
+            text = self._utf8.decode(chunk, final)
+            if self._streaming:
+                if text or final:
+                    events.append(TextFragment(data=text, final=final))
+            else:
+                self._text_parts.append(text)
+                if final:
+                    events.append(TextMessage(data="".join(self._text_parts)))
+                    self._text_parts = []
+        elif self._streaming:
+            if chunk or final:
+                events.append(BytesFragment(data=chunk, final=final))
+        else:
+            self._byte_parts.append(chunk)
+            if final:
+                events.append(BytesMessage(data=b"".join(self._byte_parts)))
+                self._byte_parts = []
+        if final:
+            self._message_opcode = 0
+            self._message_size = 0
+            self._utf8 = None
+
+    def push_back(self, data: bytes) -> None:
+        """Queue bytes that arrived before the reader existed (the server's
+        early frames); the next `feed` parses them first."""
+        self._tail = data + self._tail
+
+    @property
+    def in_message(self) -> bool:
+        """True while a fragmented or partially received message is open."""
+        return bool(self._message_opcode)
