@@ -325,7 +325,7 @@ class Connection:
 
     def handle_timeout(self, now: float) -> list[Event]:
         events: list[Event] = []
-        for timer in self._timers.pop_due(now):
+        while (timer := self._timers.pop_due(now)) is not None:
             if timer is Timer.OPEN:
                 self._fail_handshake(None, "opening handshake timed out", events)
             elif timer is Timer.PING:

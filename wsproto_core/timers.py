@@ -55,10 +55,18 @@ class TimerSet:
         self._arm(now)
         return min(self._deadlines.values(), default=None)
 
-    def pop_due(self, now: float) -> list[Timer]:
-        """Remove and return the timers due at `now`, earliest first."""
+    def pop_due(self, now: float) -> Timer | None:
+        """Remove and return the earliest timer due at `now`, if any.
+
+        One at a time on purpose: firing a timer may cancel others (failing
+        the connection cancels them all), and a timer popped in a batch
+        before that would still fire.
+        """
         self._arm(now)
-        due = sorted((d, t.value, t) for t, d in self._deadlines.items() if d <= now)
-        for _, _, timer in due:
-            del self._deadlines[timer]
-        return [timer for _, _, timer in due]
+        due = [(deadline, timer.value, timer) for timer, deadline in self._deadlines.items()]
+        due = [entry for entry in due if entry[0] <= now]
+        if not due:
+            return None
+        timer = min(due)[2]
+        del self._deadlines[timer]
+        return timer

@@ -1,0 +1,348 @@
+"""Behaviour shared by both roles: commands, the close handshake, failure,
+end of file, and the timers driven by the adapter's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from wsproto_core import (
+    BytesMessage,
+    ClientConnection,
+    CloseReceived,
+    ConnectionFailed,
+    HandshakeFailed,
+    LocalProtocolError,
+    Ping,
+    Pong,
+    ServerConnection,
+    State,
+    TextMessage,
+)
+
+from .wire import frame, open_client, open_pair, open_server
+
+# -- automatic replies -------------------------------------------------------
+
+
+def test_ping_is_answered_with_identical_pong() -> None:
+    client, server = open_pair()
+    client.send_ping(b"are you there")
+    assert server.receive_data(client.data_to_send()) == [Ping(payload=b"are you there")]
+    assert client.receive_data(server.data_to_send()) == [Pong(payload=b"are you there")]
+
+
+def test_unsolicited_pong_is_delivered() -> None:
+    client, server = open_pair()
+    server.send_pong(b"heartbeat")
+    assert client.receive_data(server.data_to_send()) == [Pong(payload=b"heartbeat")]
+
+
+def test_no_pong_after_we_started_closing() -> None:
+    server = open_server()
+    server.close()
+    server.data_to_send()
+    assert server.receive_data(frame(0x9, b"late")) == [Ping(payload=b"late")]
+    assert server.data_to_send() == b""
+
+
+# -- close handshake ---------------------------------------------------------
+
+
+def test_client_initiated_close_handshake() -> None:
+    client, server = open_pair()
+    client.close(1001, "leaving")
+    assert client.state is State.CLOSING
+    events = server.receive_data(client.data_to_send())
+    assert events == [CloseReceived(code=1001, reason="leaving")]
+    assert server.state is State.CLOSED
+    assert server.should_close_transport  # the server closes TCP first
+    assert client.receive_data(server.data_to_send()) == [CloseReceived(code=1001, reason="")]
+    assert client.state is State.CLOSED
+    assert not client.should_close_transport  # waits for the server's TCP close
+    assert client.receive_eof() == []
+    assert client.should_close_transport
+    assert (client.close_code, client.close_reason) == (1001, "")
+    assert (server.close_code, server.close_reason) == (1001, "leaving")
+
+
+def test_server_initiated_close_handshake() -> None:
+    client, server = open_pair()
+    server.close(4000, "custom")
+    assert client.receive_data(server.data_to_send()) == [CloseReceived(code=4000, reason="custom")]
+    assert not client.should_close_transport
+    assert server.receive_data(client.data_to_send()) == [CloseReceived(code=4000, reason="")]
+    assert server.should_close_transport
+
+
+def test_close_without_code_is_received_as_1005_and_echoed_empty() -> None:
+    client, server = open_pair()
+    client.close(None)
+    assert client.data_to_send()[1] == 0x80  # masked, empty payload
+    assert server.receive_data(frame(0x8, b"")) == [CloseReceived(code=1005, reason="")]
+    assert server.data_to_send() == b"\x88\x00"
+
+
+def test_messages_still_arrive_while_closing() -> None:
+    client, server = open_pair()
+    server.send_text("in flight")
+    client.close()
+    events = client.receive_data(server.data_to_send())
+    assert events == [TextMessage(data="in flight")]
+
+
+def test_close_is_idempotent() -> None:
+    client, _ = open_pair()
+    client.close()
+    first = client.data_to_send()
+    client.close(1001)
+    assert client.data_to_send() == b""
+    assert first
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2000, 5000])
+def test_close_with_unsendable_code_raises(code: int) -> None:
+    client, _ = open_pair()
+    with pytest.raises(LocalProtocolError, match=f"close code {code}"):
+        client.close(code)
+    assert client.state is State.OPEN
+
+
+def test_close_reason_too_long_raises() -> None:
+    client, _ = open_pair()
+    client.close(1000, "é" * 61)  # 122 bytes: fits
+    _, other = open_pair()
+    with pytest.raises(LocalProtocolError, match="123 bytes"):
+        other.close(1000, "x" * 124)
+
+
+def test_close_reason_without_code_raises() -> None:
+    client, _ = open_pair()
+    with pytest.raises(LocalProtocolError, match="needs a close code"):
+        client.close(None, "why")
+
+
+# -- local misuse ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda c: c.send_text("x"),
+        lambda c: c.send_bytes(b"x"),
+        lambda c: c.send_ping(),
+        lambda c: c.send_pong(),
+        lambda c: c.close(),
+    ],
+)
+def test_sending_before_handshake_raises(command: Callable[[ClientConnection], None]) -> None:
+    client = ClientConnection("example.com")
+    with pytest.raises(LocalProtocolError, match="handshake is not complete"):
+        command(client)
+
+
+@pytest.mark.parametrize("how", ["close", "failure", "eof"])
+def test_sending_after_close_raises(how: str) -> None:
+    client, _ = open_pair()
+    if how == "close":
+        client.close()
+    elif how == "failure":
+        client.receive_data(b"\x83\x00")  # reserved opcode
+    else:
+        client.receive_eof()
+    with pytest.raises(LocalProtocolError, match="cannot send"):
+        client.send_text("x")
+    with pytest.raises(LocalProtocolError, match="cannot send"):
+        client.send_ping()
+
+
+def test_send_types_are_checked() -> None:
+    client, _ = open_pair()
+    with pytest.raises(TypeError):
+        client.send_text(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.send_bytes("text")  # type: ignore[arg-type]
+
+
+def test_control_payload_over_125_bytes_raises() -> None:
+    client, _ = open_pair()
+    with pytest.raises(LocalProtocolError, match="125 bytes"):
+        client.send_ping(bytes(126))
+    with pytest.raises(LocalProtocolError, match="125 bytes"):
+        client.send_pong(bytes(126))
+
+
+def test_fragmented_send_round_trip_and_type_mixing() -> None:
+    client, server = open_pair()
+    client.send_bytes(b"ab", final=False)
+    client.send_ping(b"between")
+    with pytest.raises(LocalProtocolError, match="fragmented binary message"):
+        client.send_text("no")
+    client.send_bytes(memoryview(b"cd"), final=False)
+    client.send_bytes(bytearray(b"ef"))
+    client.send_text("x", final=False)
+    with pytest.raises(LocalProtocolError, match="fragmented text message"):
+        client.send_bytes(b"no")
+    client.send_text("y")
+    events = server.receive_data(client.data_to_send())
+    assert events == [
+        Ping(payload=b"between"),
+        BytesMessage(data=b"abcdef"),
+        TextMessage(data="xy"),
+    ]
+
+
+def test_large_sends_use_every_length_encoding() -> None:
+    client, server = open_pair(max_message_size=None)
+    sizes = [0, 125, 126, 4095, 4096, 65535, 65536, 1 << 20]
+    for size in sizes:
+        client.send_bytes(bytes(size))
+        server.send_bytes(b"\x01" * size)
+    assert server.receive_data(client.data_to_send()) == [
+        BytesMessage(data=bytes(s)) for s in sizes
+    ]
+    expected = [BytesMessage(data=b"\x01" * s) for s in sizes]
+    assert client.receive_data(server.data_to_send()) == expected
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_message_size"):
+        ServerConnection(max_message_size=0)
+    with pytest.raises(ValueError, match="ping_interval"):
+        ServerConnection(ping_interval=-1)
+    with pytest.raises(ValueError, match="open_timeout"):
+        ClientConnection("h", open_timeout=0)
+
+
+# -- end of file -------------------------------------------------------------
+
+
+def test_eof_while_open_is_abnormal_closure() -> None:
+    server = open_server()
+    assert server.receive_eof() == [
+        ConnectionFailed(code=1006, reason="peer closed without a close frame")
+    ]
+    assert server.state is State.CLOSED
+    assert server.should_close_transport
+    assert server.data_to_send() == b""  # no close frame into a closed pipe
+
+
+def test_eof_while_closing_is_abnormal_closure() -> None:
+    server = open_server()
+    server.close()
+    [event] = server.receive_eof()
+    assert event == ConnectionFailed(code=1006, reason="peer closed before answering our close")
+
+
+def test_eof_mid_message_is_abnormal_closure() -> None:
+    server = open_server()
+    server.receive_data(frame(0x2, bytes(1000))[:100])
+    [event] = server.receive_eof()
+    assert event.code == 1006  # type: ignore[union-attr]
+
+
+# -- timers ------------------------------------------------------------------
+
+
+def test_no_deadline_when_timers_are_off() -> None:
+    client, _server = open_pair(open_timeout=None, ping_interval=None, close_timeout=None)
+    assert client.next_deadline(0.0) is None
+    client.close()
+    assert client.next_deadline(1.0) is None
+
+
+def test_open_timeout_fails_the_server_handshake() -> None:
+    server = ServerConnection(open_timeout=5.0)
+    assert server.next_deadline(100.0) == 105.0
+    assert server.handle_timeout(104.9) == []
+    assert server.handle_timeout(105.0) == [
+        HandshakeFailed(status=None, reason="opening handshake timed out")
+    ]
+    assert server.should_close_transport
+    assert server.state is State.CLOSED
+
+
+def test_open_timeout_fails_the_client_handshake() -> None:
+    client = ClientConnection("example.com", open_timeout=2.0)
+    client.next_deadline(0.0)
+    [event] = client.handle_timeout(2.5)
+    assert isinstance(event, HandshakeFailed)
+    assert client.should_close_transport
+
+
+def test_open_timeout_stops_once_open() -> None:
+    _client, server = open_pair(open_timeout=1.0, ping_interval=None)
+    assert server.next_deadline(0.0) is None
+    assert server.handle_timeout(50.0) == []
+
+
+def test_keepalive_pings_at_interval_and_pong_clears_timeout() -> None:
+    client, server = open_pair(ping_interval=10.0, ping_timeout=5.0)
+    assert server.next_deadline(0.0) == 10.0
+    assert server.handle_timeout(10.0) == []
+    ping = server.data_to_send()
+    assert ping[0] == 0x89  # the keepalive ping
+    assert server.next_deadline(10.0) == 15.0  # pong deadline comes first
+    events = client.receive_data(ping)
+    assert isinstance(events[0], Ping)
+    [pong] = server.receive_data(client.data_to_send())
+    assert isinstance(pong, Pong)
+    assert server.next_deadline(11.0) == 20.0  # only the next ping remains
+    assert server.handle_timeout(16.0) == []
+    assert server.state is State.OPEN
+
+
+def test_keepalive_pong_timeout_fails_with_1011() -> None:
+    server = open_server(ping_interval=10.0, ping_timeout=5.0)
+    server.next_deadline(0.0)
+    server.handle_timeout(10.0)
+    server.data_to_send()
+    assert server.handle_timeout(14.0) == []
+    events = server.handle_timeout(15.0)
+    assert events == [ConnectionFailed(code=1011, reason="keepalive ping timed out")]
+    assert server.data_to_send()[:4] == b"\x88\x1a\x03\xf3"  # close 1011
+    assert server.should_close_transport
+
+
+def test_unrelated_pong_does_not_clear_keepalive() -> None:
+    server = open_server(ping_interval=10.0, ping_timeout=5.0)
+    server.next_deadline(0.0)
+    server.handle_timeout(10.0)
+    server.receive_data(frame(0xA, b"nope"))
+    [event] = server.handle_timeout(15.0)
+    assert event.code == 1011  # type: ignore[union-attr]
+
+
+def test_close_timeout_without_reply_is_abnormal_closure() -> None:
+    server = open_server(close_timeout=3.0)
+    server.close()
+    server.next_deadline(0.0)
+    assert server.handle_timeout(2.9) == []
+    events = server.handle_timeout(3.0)
+    assert events == [ConnectionFailed(code=1006, reason="close handshake timed out")]
+    assert server.should_close_transport
+
+
+def test_client_closes_transport_if_server_lingers_after_close() -> None:
+    client = open_client(close_timeout=3.0, ping_interval=None)
+    client.close()
+    client.receive_data(frame(0x8, b"\x03\xe8", mask=None))
+    assert not client.should_close_transport
+    assert client.next_deadline(10.0) == 13.0
+    assert client.handle_timeout(13.0) == []  # clean close already reported
+    assert client.should_close_transport
+
+
+def test_keepalive_timeout_and_next_ping_due_together_fail_once() -> None:
+    """Regression: a ping due in the same step as the pong deadline must not
+    be sent after the failure, nor re-arm the pong timer."""
+    server = open_server(ping_interval=5.0, ping_timeout=3.0)
+    server.next_deadline(0.0)
+    server.handle_timeout(6.0)  # first keepalive ping; next ping 11, pong 9
+    server.data_to_send()
+    events = server.handle_timeout(12.0)  # both due
+    assert events == [ConnectionFailed(code=1011, reason="keepalive ping timed out")]
+    assert server.data_to_send()[0] == 0x88  # only the close frame, no ping
+    assert server.next_deadline(12.0) is None
+    assert server.handle_timeout(100.0) == []

@@ -1,0 +1,124 @@
+"""HTTP/1.1 head parsing and building."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsproto_core.errors import HandshakeViolation
+from wsproto_core.http import (
+    Headers,
+    build_request,
+    build_response,
+    parse_request_head,
+    parse_response_head,
+    token_list,
+    value_list,
+)
+
+
+def parse(head: bytes, max_header_count: int = 100) -> Headers:
+    return parse_request_head(head, max_header_count=max_header_count).headers
+
+
+def test_headers_are_case_insensitive_ordered_and_keep_duplicates() -> None:
+    headers = parse(b"GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\nOther:  spaced \t")
+    assert headers.get("X-A") == "1, 2"
+    assert headers.get_all("x-A") == ["1", "2"]
+    assert headers.get("other") == "spaced"
+    assert headers.get("missing") is None
+    assert headers.count("x-a") == 2
+    assert "OTHER" in headers
+    assert 3 not in headers
+    assert len(headers) == 3
+    assert list(headers) == [("X-A", "1"), ("x-a", "2"), ("Other", "spaced")]
+    assert headers == Headers(headers.pairs)
+    assert hash(headers) == hash(Headers(headers.pairs))
+    assert headers != [("X-A", "1")]
+    assert "X-A" in repr(headers)
+
+
+def test_latin1_values_are_kept() -> None:
+    assert parse(b"GET / HTTP/1.1\r\nX: caf\xe9").get("x") == "café"
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\n folded: x", 400, "obsolete line folding"),
+        (b"GET / HTTP/1.1\r\nNo colon", 400, "malformed header field"),
+        (b"GET / HTTP/1.1\r\nBad(name): x", 400, "malformed header field"),
+        (b"GET / HTTP/1.1\r\n: empty name", 400, "malformed header field"),
+        (b"GET / HTTP/1.1\r\nX: a\x00b", 400, "control character"),
+        (b"GET / HTTP/1.1\r\nX: a\nY: b", 400, "bare CR or LF"),
+        (b"GET / HTTP/1.1\r\nX: a\rb", 400, "bare CR or LF"),
+        (b"GET  / HTTP/1.1", 400, "malformed request line"),
+        (b"GET / HTTP/1.1 extra", 400, "malformed request line"),
+        (b"G@T / HTTP/1.1", 400, "malformed request line"),
+        (b"GET /\x7f HTTP/1.1", 400, "malformed request line"),
+        (b"GET / HTTX/1.1", 400, "malformed HTTP version"),
+        (b"GET / HTTP/11", 400, "malformed HTTP version"),
+        (b"GET / HTTP/3.0", 505, "HTTP/1.x"),
+    ],
+)
+def test_malformed_request_heads(head: bytes, status: int, reason: str) -> None:
+    with pytest.raises(HandshakeViolation) as caught:
+        parse(head)
+    assert caught.value.status == status
+    assert reason in caught.value.reason
+
+
+def test_header_count_limit_is_431() -> None:
+    head = b"GET / HTTP/1.1" + b"\r\nX: y" * 5
+    assert len(parse(head, max_header_count=5)) == 5
+    with pytest.raises(HandshakeViolation) as caught:
+        parse(head, max_header_count=4)
+    assert caught.value.status == 431
+
+
+def test_request_line_fields() -> None:
+    head = parse_request_head(b"OPTIONS /a?b HTTP/1.0", max_header_count=1)
+    assert (head.method, head.target, head.version) == ("OPTIONS", "/a?b", (1, 0))
+
+
+def test_response_heads() -> None:
+    head = parse_response_head(b"HTTP/1.1 404 Not Found\r\nA: b", max_header_count=10)
+    assert (head.version, head.status, head.reason) == ((1, 1), 404, "Not Found")
+    assert head.headers.get("a") == "b"
+    assert parse_response_head(b"HTTP/1.0 204", max_header_count=1).reason == ""
+    for bad in (b"HTTP/1.1 20 OK", b"HTTP/1.1 200OK", b"HTTP 200 OK", b"HTTP/1.1 abc OK"):
+        with pytest.raises(HandshakeViolation):
+            parse_response_head(bad, max_header_count=1)
+
+
+def test_token_and_value_lists() -> None:
+    headers = Headers([("Connection", "keep-alive, ,Upgrade"), ("connection", "  TE ")])
+    assert token_list(headers, "connection") == ["keep-alive", "upgrade", "te"]
+    headers = Headers([("P", "Chat, SuperChat"), ("p", "x")])
+    assert value_list(headers, "p") == ["Chat", "SuperChat", "x"]
+
+
+def test_build_response_and_request_round_trip() -> None:
+    raw = build_response(404, [("A", "b")], b"body")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    parsed = parse_response_head(head, max_header_count=10)
+    assert (parsed.status, parsed.reason, body) == (404, "Not Found", b"body")
+    assert build_response(299, []).startswith(b"HTTP/1.1 299 Unknown\r\n")
+    raw = build_request("GET", "/x", [("Host", "h")])
+    assert raw == b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "fields", [[("X", "a\r\nInjected: yes")], [("Bad Name", "v")], [("X", "\x00")]]
+)
+def test_building_refuses_header_injection(fields: list[tuple[str, str]]) -> None:
+    with pytest.raises(ValueError, match="invalid header field"):
+        build_response(200, fields)
+
+
+def test_building_refuses_bad_status_and_request_line() -> None:
+    with pytest.raises(ValueError, match="invalid HTTP status"):
+        build_response(42, [])
+    with pytest.raises(ValueError, match="invalid request line"):
+        build_request("GET", "/a b", [])
+    with pytest.raises(ValueError, match="invalid request line"):
+        build_request("G T", "/", [])

@@ -1,0 +1,68 @@
+"""The mask function: the C accelerator and the pure-Python fallback must
+agree with a byte-by-byte reference, on every size class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wsproto_core import masking
+
+IMPLEMENTATIONS: list[Callable[[bytes | bytearray | memoryview, bytes], bytes]] = [
+    masking.apply_mask_python
+]
+if masking.apply_mask_c is not None:
+    IMPLEMENTATIONS.append(masking.apply_mask_c)
+
+
+def reference(data: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_the_accelerator_was_built() -> None:
+    """The package builds its C extension on this platform; if this fails the
+    build silently fell back and every benchmark number would be wrong."""
+    assert masking.apply_mask_c is not None
+    assert masking.apply_mask is masking.apply_mask_c
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+def test_rfc_example(apply: Callable[[bytes, bytes], bytes]) -> None:
+    assert apply(b"Hello", bytes.fromhex("37fa213d")) == bytes.fromhex("7f9f4d5158")
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 4095, 4096, 4097, 100_003])
+def test_every_size_class(apply: Callable[[bytes, bytes], bytes], size: int) -> None:
+    data = bytes((i * 7 + 3) % 256 for i in range(size))
+    mask = b"\x01\x80\xfe\x7f"
+    assert apply(data, mask) == reference(data, mask)
+    assert apply(memoryview(data), mask) == reference(data, mask)
+    assert apply(bytearray(data), mask) == reference(data, mask)
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+@given(data=st.binary(max_size=9000), mask=st.binary(min_size=4, max_size=4))
+def test_masking_twice_is_identity(
+    apply: Callable[[bytes, bytes], bytes], data: bytes, mask: bytes
+) -> None:
+    assert apply(data, mask) == reference(data, mask)
+    assert apply(apply(data, mask), mask) == data
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+def test_mask_must_be_four_bytes(apply: Callable[[bytes, bytes], bytes]) -> None:
+    with pytest.raises(ValueError, match="4 bytes"):
+        apply(b"data", b"abc")
+
+
+def test_rotate_continues_the_mask_mid_payload() -> None:
+    data, mask = bytes(range(50)), b"abcd"
+    whole = reference(data, mask)
+    for cut in range(len(data)):
+        head = reference(data[:cut], mask)
+        tail = masking.apply_mask_python(data[cut:], masking.rotate(mask, cut % 4))
+        assert head + tail == whole
