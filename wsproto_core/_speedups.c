@@ -7,14 +7,17 @@
 #include <stdint.h>
 #include <string.h>
 
+/* apply_mask(data, mask, prefix=b"") -> prefix + (data XOR mask).
+ * The prefix lets a client write a frame header and its masked payload into
+ * one allocation instead of masking and then concatenating a copy. */
 static PyObject *
 apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data, mask;
+    Py_buffer data, mask, prefix = {0};
     PyObject *result = NULL;
 
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply_mask(data, mask) takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_mask(data, mask, prefix=b'') takes 2 or 3 arguments");
         return NULL;
     }
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
@@ -24,11 +27,16 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&data);
         return NULL;
     }
+    if (nargs == 3 && PyObject_GetBuffer(args[2], &prefix, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&mask);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
     if (mask.len != 4) {
         PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
         goto done;
     }
-    result = PyBytes_FromStringAndSize(NULL, data.len);
+    result = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
     if (result == NULL) {
         goto done;
     }
@@ -36,6 +44,10 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         const unsigned char *in = (const unsigned char *)data.buf;
         const unsigned char *m = (const unsigned char *)mask.buf;
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        if (prefix.len) {
+            memcpy(out, prefix.buf, prefix.len);
+            out += prefix.len;
+        }
         Py_ssize_t len = data.len, i = 0;
         unsigned char wide[8] = {m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]};
         uint64_t m64;
@@ -53,6 +65,9 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 done:
+    if (nargs == 3) {
+        PyBuffer_Release(&prefix);
+    }
     PyBuffer_Release(&mask);
     PyBuffer_Release(&data);
     return result;
@@ -60,7 +75,7 @@ done:
 
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
-     "apply_mask(data, mask) -> bytes: XOR data with the repeated 4-byte mask."},
+     "apply_mask(data, mask, prefix=b'') -> prefix + data XOR the repeated 4-byte mask."},
     {NULL, NULL, 0, NULL},
 };
 

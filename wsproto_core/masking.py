@@ -9,9 +9,14 @@ setting WSPROTO_CORE_PURE_PYTHON=1 forces the fallback everywhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from typing import Protocol
 
 Buffer = bytes | bytearray | memoryview
+
+
+class MaskFunction(Protocol):
+    def __call__(self, data: Buffer, mask: bytes, prefix: bytes = b"", /) -> bytes: ...
+
 
 # Below this size one big-integer XOR beats four strided translate() calls.
 _TRANSLATE_THRESHOLD = 4096
@@ -25,29 +30,29 @@ def _xor_table(key: int) -> bytes:
     return table
 
 
-def apply_mask_python(data: Buffer, mask: bytes) -> bytes:
-    """XOR `data` with `mask` repeated; pure Python, no per-byte loop."""
+def apply_mask_python(data: Buffer, mask: bytes, prefix: bytes = b"", /) -> bytes:
+    """`prefix` + `data` XOR `mask` repeated; pure Python, no per-byte loop."""
     if len(mask) != 4:
         raise ValueError("mask must be 4 bytes")
     size = len(data)
     if size < _TRANSLATE_THRESHOLD:
         repeated = (mask * ((size >> 2) + 1))[:size]
         value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
-        return value.to_bytes(size, "little")
+        return prefix + value.to_bytes(size, "little")
     source = bytes(data)
     out = bytearray(size)
     for phase in range(4):
         out[phase::4] = source[phase::4].translate(_xor_table(mask[phase]))
-    return bytes(out)
+    return prefix + out
 
 
-apply_mask_c: Callable[[Buffer, bytes], bytes] | None
+apply_mask_c: MaskFunction | None
 try:
     from ._speedups import apply_mask as apply_mask_c
 except ImportError:  # pragma: no cover - depends on whether a compiler was available
     apply_mask_c = None
 
-apply_mask: Callable[[Buffer, bytes], bytes]
+apply_mask: MaskFunction
 if apply_mask_c is not None and not os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
     apply_mask = apply_mask_c
 else:  # pragma: no cover - exercised by the pure-Python CI pass

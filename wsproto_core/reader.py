@@ -17,14 +17,14 @@ from __future__ import annotations
 from . import masking
 from .errors import ProtocolViolation
 from .events import (
-    BytesFragment,
-    BytesMessage,
     CloseReceived,
     Event,
     Ping,
     Pong,
-    TextFragment,
-    TextMessage,
+    new_bytes_fragment,
+    new_bytes_message,
+    new_text_fragment,
+    new_text_message,
 )
 from .frames import CloseCode, parse_close_payload
 from .utf8 import INVALID_UTF8, Utf8Validator
@@ -208,13 +208,13 @@ class FrameReader:
                             CloseCode.INVALID_FRAME_PAYLOAD_DATA, INVALID_UTF8
                         ) from None
                     if self._streaming:
-                        events.append(TextFragment(data=text, final=True))
+                        events.append(new_text_fragment(text, True))
                     else:
-                        events.append(TextMessage(data=text))
+                        events.append(new_text_message(text))
                 elif self._streaming:
-                    events.append(BytesFragment(data=payload, final=True))
+                    events.append(new_bytes_fragment(payload, True))
                 else:
-                    events.append(BytesMessage(data=payload))
+                    events.append(new_bytes_message(payload))
                 continue
 
             # Slow path: a fragment, or a frame whose payload is still arriving.
@@ -250,19 +250,19 @@ class FrameReader:
             text = self._utf8.decode(chunk, final)
             if self._streaming:
                 if text or final:
-                    events.append(TextFragment(data=text, final=final))
+                    events.append(new_text_fragment(text, final))
             else:
                 self._text_parts.append(text)
                 if final:
-                    events.append(TextMessage(data="".join(self._text_parts)))
+                    events.append(new_text_message("".join(self._text_parts)))
                     self._text_parts = []
         elif self._streaming:
             if chunk or final:
-                events.append(BytesFragment(data=chunk, final=final))
+                events.append(new_bytes_fragment(chunk, final))
         else:
             self._byte_parts.append(chunk)
             if final:
-                events.append(BytesMessage(data=b"".join(self._byte_parts)))
+                events.append(new_bytes_message(b"".join(self._byte_parts)))
                 self._byte_parts = []
         if final:
             self._message_opcode = 0

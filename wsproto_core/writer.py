@@ -51,7 +51,7 @@ class FrameWriter:
             header = _LONG.pack(b0, mask_bit | 127, length)
         if mask_bit:
             mask = self._next_mask()
-            self._out.append(header + mask + masking.apply_mask(payload, mask))
+            self._out.append(masking.apply_mask(payload, mask, header + mask))
         elif length < 4096:
             self._out.append(header + payload)
         else:  # large: let data_to_send's join do the single copy

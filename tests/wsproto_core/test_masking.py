@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from wsproto_core import masking
 
-IMPLEMENTATIONS: list[Callable[[bytes | bytearray | memoryview, bytes], bytes]] = [
-    masking.apply_mask_python
-]
+IMPLEMENTATIONS: list[masking.MaskFunction] = [masking.apply_mask_python]
 if masking.apply_mask_c is not None:
     IMPLEMENTATIONS.append(masking.apply_mask_c)
 
@@ -57,6 +55,14 @@ def test_masking_twice_is_identity(
 def test_mask_must_be_four_bytes(apply: Callable[[bytes, bytes], bytes]) -> None:
     with pytest.raises(ValueError, match="4 bytes"):
         apply(b"data", b"abc")
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+@pytest.mark.parametrize("size", [0, 5, 5000])
+def test_prefix_is_written_before_the_masked_data(apply: masking.MaskFunction, size: int) -> None:
+    data, mask = bytes(range(256)) * (size // 256) + bytes(size % 256), b"\x10\x20\x30\x40"
+    assert apply(data, mask, b"head") == b"head" + reference(data, mask)
+    assert type(apply(data, mask, b"head")) is bytes
 
 
 def test_rotate_continues_the_mask_mid_payload() -> None:
