@@ -152,6 +152,14 @@ class Connection:
         out.clear()
         return data
 
+    def chunks_to_send(self) -> list[bytes]:
+        """Like `data_to_send()`, but the pieces unjoined, for scatter-gather
+        writes (`socket.sendmsg`, `transport.writelines`): a large payload
+        then reaches the kernel without being copied once more."""
+        chunks = self._out[:]
+        self._out.clear()
+        return chunks
+
     # -- input ---------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:

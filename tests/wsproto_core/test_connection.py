@@ -206,6 +206,18 @@ def test_large_sends_use_every_length_encoding() -> None:
     assert client.receive_data(server.data_to_send()) == expected
 
 
+def test_chunks_to_send_is_data_to_send_unjoined() -> None:
+    client, server = open_pair()
+    server.send_bytes(bytes(70000))
+    server.send_text("after")
+    chunks = server.chunks_to_send()
+    assert len(chunks) == 3  # large payloads are kept apart from their header
+    assert server.chunks_to_send() == []
+    assert server.data_to_send() == b""
+    events = client.receive_data(b"".join(chunks))
+    assert events == [BytesMessage(data=bytes(70000)), TextMessage(data="after")]
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="max_message_size"):
         ServerConnection(max_message_size=0)
