@@ -16,6 +16,7 @@ from .errors import HandshakeViolation
 from .events import Event, HandshakeAccepted, HandshakeRejected
 from .handshake import ClientOffer, build_client_request, check_accept_response, make_key
 from .http import ResponseHead, parse_response_head
+from .masking import Buffer
 
 _DEFAULT_REJECTED_BODY_LIMIT = 1 << 20
 
@@ -52,7 +53,7 @@ class ClientConnection(Connection):
         self._rejection: ResponseHead | None = None
         self._body_length: int | None = None  # None: the body runs until EOF
 
-    def _receive_handshake_data(self, data: bytes) -> list[Event]:
+    def _receive_handshake_data(self, data: Buffer) -> list[Event]:
         events: list[Event] = []
         self._buffer += data
         try:

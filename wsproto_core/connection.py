@@ -50,6 +50,8 @@ class State(enum.Enum):
 
 
 _TEXT, _BINARY, _CONT = int(Opcode.TEXT), int(Opcode.BINARY), int(Opcode.CONTINUATION)
+_OPEN = State.OPEN
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 def _check_size(name: str, value: int | None) -> int | None:
@@ -162,8 +164,10 @@ class Connection:
 
     # -- input ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the transport; never raises on anything the peer sent."""
+    def receive_data(self, data: Buffer) -> list[Event]:
+        """Feed bytes from the transport; never raises on anything the peer sent.
+
+        Any bytes-like object is accepted (bytes, bytearray, memoryview)."""
         if self._reading_frames:
             reader = self._reader
             assert reader is not None
@@ -188,7 +192,7 @@ class Connection:
             self._fail(CloseCode.ABNORMAL_CLOSURE, "peer closed without a close frame", events)
         return events
 
-    def _receive_handshake_data(self, data: bytes) -> list[Event]:
+    def _receive_handshake_data(self, data: Buffer) -> list[Event]:
         raise NotImplementedError  # pragma: no cover - each role implements it
 
     def _receive_handshake_eof(self, events: list[Event]) -> None:
@@ -228,7 +232,10 @@ class Connection:
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7)."""
         if self._state is State.OPEN and code != CloseCode.ABNORMAL_CLOSURE:
+            # Cut the reason to fit, on a character boundary: a close frame
+            # with broken UTF-8 would make the peer fail us with 1007.
             encoded = reason.encode("utf-8")[: MAX_CONTROL_PAYLOAD - 2]
+            encoded = encoded.decode("utf-8", "ignore").encode("utf-8")
             self._writer.write(Opcode.CLOSE, code.to_bytes(2, "big") + encoded)
         self._reading_frames = False
         self._state = State.CLOSED
@@ -268,29 +275,32 @@ class Connection:
 
     def send_text(self, data: str, *, final: bool = True) -> None:
         """Send a text message, or with final=False the next fragment of one."""
-        if self._state is not State.OPEN:
+        if self._state is not _OPEN:
             self._require_open()
         if not isinstance(data, str):
             raise TypeError(f"send_text takes str, not {type(data).__name__}")
-        self._send_data(_TEXT, data.encode("utf-8"), final)
+        if final and not self._sending_opcode:
+            self._writer.write(_TEXT, data.encode("utf-8"))
+        else:
+            self._send_fragment(_TEXT, data.encode("utf-8"), final)
 
     def send_bytes(self, data: Buffer, *, final: bool = True) -> None:
         """Send a binary message, or with final=False the next fragment of one."""
-        if self._state is not State.OPEN:
+        if self._state is not _OPEN:
             self._require_open()
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"send_bytes takes bytes, not {type(data).__name__}")
-        self._send_data(_BINARY, data, final)
-
-    def _send_data(self, opcode: int, payload: Buffer, final: bool) -> None:
-        sending = self._sending_opcode
-        if sending:
-            if sending != opcode:
-                kind = "text" if sending == _TEXT else "binary"
-                raise LocalProtocolError(f"a fragmented {kind} message is still being sent")
-            self._writer.write(_CONT, payload, fin=final)
+        if final and not self._sending_opcode:
+            self._writer.write(_BINARY, data)
         else:
-            self._writer.write(opcode, payload, fin=final)
+            self._send_fragment(_BINARY, data, final)
+
+    def _send_fragment(self, opcode: int, payload: Buffer, final: bool) -> None:
+        sending = self._sending_opcode
+        if sending and sending != opcode:
+            kind = "text" if sending == _TEXT else "binary"
+            raise LocalProtocolError(f"a fragmented {kind} message is still being sent")
+        self._writer.write(_CONT if sending else opcode, payload, final)
         self._sending_opcode = 0 if final else opcode
 
     def send_ping(self, payload: Buffer = b"") -> None:

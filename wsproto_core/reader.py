@@ -27,6 +27,7 @@ from .events import (
     new_text_message,
 )
 from .frames import CloseCode, parse_close_payload
+from .masking import Buffer
 from .utf8 import INVALID_UTF8, Utf8Validator
 
 _PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
@@ -96,10 +97,12 @@ class FrameReader:
         self.control_seen = False
         self.failure: ProtocolViolation | None = None
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: Buffer) -> list[Event]:
         events: list[Event] = []
         if self.closed or self.failure is not None:
             return events
+        if type(data) is not bytes:  # slices of it become the events' payloads
+            data = bytes(data)
         if self._tail:
             data = self._tail + data
             self._tail = b""

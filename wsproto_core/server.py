@@ -19,6 +19,7 @@ from .errors import HandshakeViolation, LocalProtocolError
 from .events import Event, HandshakeRequest, HttpRequest
 from .handshake import build_accept, check_upgrade_request, is_upgrade_request
 from .http import RequestHead, build_response, parse_request_head
+from .masking import Buffer
 
 
 class _Phase(enum.Enum):
@@ -43,7 +44,7 @@ class ServerConnection(Connection):
         self._head: RequestHead | None = None
         self.request: HandshakeRequest | None = None
 
-    def _receive_handshake_data(self, data: bytes) -> list[Event]:
+    def _receive_handshake_data(self, data: Buffer) -> list[Event]:
         events: list[Event] = []
         self._buffer += data
         try:

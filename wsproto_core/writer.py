@@ -39,7 +39,7 @@ class FrameWriter:
         self._pool_pos = pos + 4
         return self._pool[pos : pos + 4]
 
-    def write(self, opcode: int, payload: Buffer, *, fin: bool = True, rsv: int = 0) -> None:
+    def write(self, opcode: int, payload: Buffer, fin: bool = True, rsv: int = 0) -> None:
         length = len(payload)
         b0 = (0x80 if fin else 0) | rsv | opcode
         mask_bit = self._mask_bit

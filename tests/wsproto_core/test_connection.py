@@ -20,6 +20,7 @@ from wsproto_core import (
     State,
     TextMessage,
 )
+from wsproto_core.events import Event
 
 from .wire import frame, open_client, open_pair, open_server
 
@@ -218,6 +219,19 @@ def test_chunks_to_send_is_data_to_send_unjoined() -> None:
     assert events == [BytesMessage(data=bytes(70000)), TextMessage(data="after")]
 
 
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_receive_data_takes_any_bytes_like(wrap: Callable[[bytes], bytes]) -> None:
+    client, server = open_pair()
+    client.send_bytes(b"abc")
+    client.send_text("déf")
+    events = server.receive_data(wrap(client.data_to_send()))
+    assert events == [BytesMessage(data=b"abc"), TextMessage(data="déf")]
+    assert type(events[0].data) is bytes  # type: ignore[union-attr]
+    fresh = ServerConnection()
+    [request] = fresh.receive_data(wrap(ClientConnection("h").data_to_send()))
+    assert request.host == "h"  # type: ignore[union-attr]
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="max_message_size"):
         ServerConnection(max_message_size=0)
@@ -358,3 +372,30 @@ def test_keepalive_timeout_and_next_ping_due_together_fail_once() -> None:
     assert server.data_to_send()[0] == 0x88  # only the close frame, no ping
     assert server.next_deadline(12.0) is None
     assert server.handle_timeout(100.0) == []
+
+
+def test_failure_reason_is_cut_on_a_character_boundary() -> None:
+    client, server = open_pair()
+    events: list[Event] = []
+    server._fail(1011, "é" * 100, events)  # 200 bytes: must be cut to fit 123
+    [event] = client.receive_data(server.data_to_send())
+    assert event == CloseReceived(code=1011, reason="é" * 61)
+
+
+def test_roles_are_reported() -> None:
+    client, server = open_pair()
+    assert client.is_client
+    assert not server.is_client
+
+
+def test_keepalive_pong_deadline_is_not_pushed_back_by_later_pings() -> None:
+    """With the interval shorter than the timeout, an unanswered first ping
+    still fails the connection on time."""
+    server = open_server(ping_interval=2.0, ping_timeout=5.0)
+    server.next_deadline(0.0)
+    server.handle_timeout(2.0)  # ping 1, pong due at 7
+    server.handle_timeout(4.0)  # ping 2: the pong deadline stays at 7
+    assert server.data_to_send().count(b"\x89\x04") == 2
+    assert server.handle_timeout(6.9) == []
+    [event] = server.handle_timeout(7.0)
+    assert event.code == 1011  # type: ignore[union-attr]

@@ -347,3 +347,17 @@ def test_reader_reports_open_message() -> None:
     assert reader.in_message
     assert kinds(reader.feed(frame(0x0, b"b", mask=None))) == ["BytesMessage"]
     assert not reader.in_message
+
+
+def test_reader_ignores_input_after_close_or_failure() -> None:
+    reader = FrameReader(
+        expect_masked=True, max_message_size=None, max_frame_size=None, streaming=False
+    )
+    assert reader.feed(frame(0x8, b"")) == [CloseReceived(code=1005, reason="")]
+    assert reader.feed(frame(0x1, b"late")) == []
+    broken = FrameReader(
+        expect_masked=True, max_message_size=None, max_frame_size=None, streaming=False
+    )
+    broken.feed(frame(0x1, b"x", mask=None))
+    assert broken.failure is not None
+    assert broken.feed(frame(0x1, b"late")) == []

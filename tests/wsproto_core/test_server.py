@@ -300,3 +300,22 @@ def test_respond_only_answers_plain_requests() -> None:
         server.accept()
     with pytest.raises(LocalProtocolError):
         server.reject()
+
+
+def test_small_data_while_an_answer_is_pending_is_kept() -> None:
+    server = ServerConnection()
+    server.receive_data(upgrade_request())
+    assert server.receive_data(frame(0x1, b"one")) == []
+    assert server.receive_data(frame(0x1, b"two")) == []
+    server.accept()
+    assert server.receive_data(b"") == [TextMessage(data="one"), TextMessage(data="two")]
+
+
+def test_application_headers_win_over_defaults() -> None:
+    server = ServerConnection()
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    server.respond(
+        200, headers=[("Content-Length", "3"), ("Connection", "keep-alive")], body=b"abc"
+    )
+    _, headers, body = response_of(server)
+    assert (headers["content-length"], headers["connection"], body) == ("3", "keep-alive", b"abc")
