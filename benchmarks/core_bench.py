@@ -127,20 +127,7 @@ def websockets_open_pair() -> tuple[object, object]:
     return client, server
 
 
-def websockets_receive(chunks: list[bytes]) -> Runner:
-    def run() -> int:
-        _, server = websockets_open_pair()
-        handled = 0
-        for chunk in chunks:
-            server.receive_data(chunk)  # type: ignore[attr-defined]
-            for frame in server.events_received():  # type: ignore[attr-defined]
-                handled += frame.fin
-        return handled
-
-    return run
-
-
-def websockets_utf8_receive(chunks: list[bytes]) -> Runner:
+def websockets_receive(chunks: list[bytes], *, decode_text: bool = False) -> Runner:
     from websockets.frames import Opcode
 
     text = Opcode.TEXT
@@ -151,12 +138,16 @@ def websockets_utf8_receive(chunks: list[bytes]) -> Runner:
         for chunk in chunks:
             server.receive_data(chunk)  # type: ignore[attr-defined]
             for frame in server.events_received():  # type: ignore[attr-defined]
-                if frame.opcode is text:
+                if decode_text and frame.opcode is text:
                     frame.data.decode()  # what websockets' own I/O layer does next
                 handled += frame.fin
         return handled
 
     return run
+
+
+def websockets_utf8_receive(chunks: list[bytes]) -> Runner:
+    return websockets_receive(chunks, decode_text=True)
 
 
 def websockets_send(work: Workload, client_side: bool) -> Runner:

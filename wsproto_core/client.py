@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Unpack
 
-from .connection import Connection, ConnectionOptions, State
+from .connection import Connection, ConnectionOptions
 from .errors import HandshakeViolation
 from .events import Event, HandshakeAccepted, HandshakeRejected
+from .frames import CloseCode
 from .handshake import ClientOffer, build_client_request, check_accept_response, make_key
-from .http import ResponseHead, parse_response_head
+from .http import ResponseHead, parse_response_head, take_head
 from .masking import Buffer
 
 _DEFAULT_REJECTED_BODY_LIMIT = 1 << 20
@@ -66,16 +67,10 @@ class ClientConnection(Connection):
         return events
 
     def _read_head(self, events: list[Event]) -> None:
-        buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0 or end + 4 > self.max_handshake_size:
-            if end >= 0 or len(buffer) > self.max_handshake_size:
-                raise HandshakeViolation(
-                    0, f"response head is over {self.max_handshake_size} bytes"
-                )
+        raw = take_head(self._buffer, max_size=self.max_handshake_size, what="response", status=0)
+        if raw is None:
             return
-        head = parse_response_head(bytes(buffer[:end]), max_header_count=self.max_header_count)
-        del buffer[: end + 4]
+        head = parse_response_head(raw, max_header_count=self.max_header_count)
         if head.status != 101:
             self._rejection = head
             self._body_length = _content_length(head)
@@ -86,9 +81,9 @@ class ClientConnection(Connection):
         events.append(
             HandshakeAccepted(subprotocol=subprotocol, extensions=extensions, headers=head.headers)
         )
-        if buffer:  # frames that came in the same read as the response
-            early = bytes(buffer)
-            buffer.clear()
+        if self._buffer:  # frames that came in the same read as the response
+            early = bytes(self._buffer)
+            self._buffer.clear()
             events.extend(self.receive_data(early))
 
     def _read_rejection_body(self, events: list[Event], *, eof: bool) -> None:
@@ -100,10 +95,7 @@ class ClientConnection(Connection):
             return
         body = bytes(self._buffer[:wanted])
         self._buffer.clear()
-        self._state = State.CLOSED
-        self.close_code, self.close_reason = 1006, f"server answered HTTP {head.status}"
-        self._timers.cancel_all()
-        self._should_close_transport = True
+        self._end(CloseCode.ABNORMAL_CLOSURE, f"server answered HTTP {head.status}")
         events.append(HandshakeRejected(status=head.status, headers=head.headers, body=body))
 
     def _receive_handshake_eof(self, events: list[Event]) -> None:

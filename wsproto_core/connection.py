@@ -237,19 +237,21 @@ class Connection:
             encoded = reason.encode("utf-8")[: MAX_CONTROL_PAYLOAD - 2]
             encoded = encoded.decode("utf-8", "ignore").encode("utf-8")
             self._writer.write(Opcode.CLOSE, code.to_bytes(2, "big") + encoded)
+        self._end(code, reason)
+        events.append(ConnectionFailed(code=code, reason=reason))
+
+    def _fail_handshake(self, status: int | None, reason: str, events: list[Event]) -> None:
+        self._end(CloseCode.ABNORMAL_CLOSURE, reason)
+        events.append(HandshakeFailed(status=status, reason=reason))
+
+    def _end(self, code: int | None, reason: str) -> None:
+        """Enter CLOSED for good, with nothing left to wait for: the
+        transport should close once what is queued has been written."""
         self._reading_frames = False
         self._state = State.CLOSED
         self.close_code, self.close_reason = code, reason
         self._timers.cancel_all()
         self._should_close_transport = True
-        events.append(ConnectionFailed(code=code, reason=reason))
-
-    def _fail_handshake(self, status: int | None, reason: str, events: list[Event]) -> None:
-        self._state = State.CLOSED
-        self.close_code, self.close_reason = CloseCode.ABNORMAL_CLOSURE, reason
-        self._timers.cancel_all()
-        self._should_close_transport = True
-        events.append(HandshakeFailed(status=status, reason=reason))
 
     def _open(self, subprotocol: str | None, extensions: tuple[ExtensionOffer, ...]) -> None:
         self._state = State.OPEN

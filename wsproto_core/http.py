@@ -105,6 +105,23 @@ class ResponseHead:
     headers: Headers
 
 
+def take_head(buffer: bytearray, *, max_size: int, what: str, status: int) -> bytes | None:
+    """Remove and return the message head (without its blank line) from
+    `buffer` once it is complete; None while more bytes are needed.
+
+    Raises HandshakeViolation(`status`) as soon as the head cannot fit in
+    `max_size` bytes, without waiting for a blank line that may never come.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0 or end + 4 > max_size:
+        if end >= 0 or len(buffer) > max_size:
+            raise HandshakeViolation(status, f"{what} head is over {max_size} bytes")
+        return None
+    head = bytes(buffer[:end])
+    del buffer[: end + 4]
+    return head
+
+
 def _parse_header_lines(lines: list[bytes], max_count: int) -> Headers:
     if len(lines) > max_count:
         raise HandshakeViolation(431, f"more than {max_count} header fields")

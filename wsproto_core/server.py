@@ -14,11 +14,11 @@ import enum
 from collections.abc import Iterable
 from typing import Unpack
 
-from .connection import Connection, ConnectionOptions, State
+from .connection import Connection, ConnectionOptions
 from .errors import HandshakeViolation, LocalProtocolError
 from .events import Event, HandshakeRequest, HttpRequest
 from .handshake import build_accept, check_upgrade_request, is_upgrade_request
-from .http import RequestHead, build_response, parse_request_head
+from .http import RequestHead, build_response, parse_request_head, take_head
 from .masking import Buffer
 
 
@@ -60,15 +60,10 @@ class ServerConnection(Connection):
         return events
 
     def _read_head(self, events: list[Event]) -> None:
-        buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0 or end + 4 > self.max_handshake_size:
-            if end >= 0 or len(buffer) > self.max_handshake_size:
-                limit = self.max_handshake_size
-                raise HandshakeViolation(431, f"request head is over {limit} bytes")
+        raw = take_head(self._buffer, max_size=self.max_handshake_size, what="request", status=431)
+        if raw is None:
             return
-        head = parse_request_head(bytes(buffer[:end]), max_header_count=self.max_header_count)
-        del buffer[: end + 4]
+        head = parse_request_head(raw, max_header_count=self.max_header_count)
         self._head = head
         if is_upgrade_request(head):
             if _body_length(head) or "Transfer-Encoding" in head.headers:
@@ -185,9 +180,7 @@ class ServerConnection(Connection):
         head = self._head
         assert head is not None
         self._write_response(status, headers, body, include_body=head.method != "HEAD")
-        self._state = State.CLOSED
-        self._timers.cancel_all()
-        self._should_close_transport = True
+        self._end(None, f"answered HTTP {status}")
 
     def _pending(self, phase: _Phase, action: str) -> HandshakeRequest | None:
         if self._phase is not phase:
