@@ -1,0 +1,327 @@
+"""What the three adapters share, with no I/O: options, URLs, the server's
+handshake policy, errors, and message reassembly.
+
+Each adapter only moves bytes, sleeps until the core's deadline and waits
+for room; every decision that is the same on blocking sockets, asyncio and
+trio is made here once, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypedDict
+from urllib.parse import urlsplit
+
+from wsproto_core import (
+    BytesFragment,
+    ClientConnection,
+    HandshakeRequest,
+    HttpRequest,
+    ServerConnection,
+    TextFragment,
+)
+from wsproto_core.frames import CloseCode
+
+Message = str | bytes
+Fragment = TextFragment | BytesFragment
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+READ_SIZE = 64 * 1024
+
+
+# -- errors ------------------------------------------------------------------
+
+
+class WebSocketAdapterError(Exception):
+    """Base of the exceptions the adapters raise."""
+
+
+class ConnectionClosed(WebSocketAdapterError):  # noqa: N818 - the name users know from peers
+    """The connection is closed; `code` and `reason` say how it ended.
+
+    Raised by `recv`, `send`, `ping` once the connection is over. 1006 means
+    no close frame was exchanged (the peer vanished or a timeout fired).
+    """
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        code_text = "no status" if code is None else str(code)
+        super().__init__(f"connection closed: {code_text} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """A clean close: 1000, 1001, or a close frame without a code (1005)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """Any other ending: a protocol error, a timeout, a vanished peer."""
+
+
+class HandshakeError(WebSocketAdapterError):
+    """The opening handshake did not succeed (client side).
+
+    `status` is the HTTP status the server answered (None if it did not
+    answer validly); `body` is the server's bounded response body.
+    """
+
+    def __init__(self, status: int | None, reason: str, body: bytes = b"") -> None:
+        super().__init__(reason if status is None else f"HTTP {status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+class InvalidURI(WebSocketAdapterError, ValueError):  # noqa: N818 - a ValueError by nature
+    pass
+
+
+class ConcurrencyError(WebSocketAdapterError, RuntimeError):
+    """Two tasks or threads called recv() on one connection at once."""
+
+
+def closed_error(code: int | None, reason: str) -> ConnectionClosed:
+    clean = code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
+    return (ConnectionClosedOK if clean else ConnectionClosedError)(code, reason)
+
+
+# -- options -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpResponse:
+    """What an `http_handler` returns for a plain (non-WebSocket) request."""
+
+    status: int = 200
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+
+
+HttpHandler = Callable[[HttpRequest], HttpResponse]
+
+
+class CommonOptions(TypedDict, total=False):
+    """Options with the same names and defaults in every adapter, both roles."""
+
+    subprotocols: Sequence[str]
+    max_message_size: int | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    open_timeout: float | None
+    close_timeout: float | None
+    max_queue: int  # received fragments buffered before reading pauses
+    write_limit: int  # bytes buffered for writing before send() waits
+    ssl: ssl_module.SSLContext | None
+
+
+class ServerOptions(CommonOptions, total=False):
+    origins: Sequence[str | None] | None  # None: any Origin; include None to allow none
+    max_connections: int | None
+    max_connections_per_ip: int | None
+    http_handler: HttpHandler | None
+
+
+class ClientOptions(CommonOptions, total=False):
+    origin: str | None
+    extra_headers: Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every option resolved to its default, for both roles."""
+
+    subprotocols: tuple[str, ...] = ()
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    open_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    max_queue: int = 16
+    write_limit: int = 64 * 1024
+    ssl: ssl_module.SSLContext | None = None
+    origins: tuple[str | None, ...] | None = None
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    http_handler: HttpHandler | None = None
+    origin: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, options: ServerOptions | ClientOptions) -> Settings:
+        if options.get("max_queue", 1) < 1 or options.get("write_limit", 1) < 1:
+            raise ValueError("max_queue and write_limit must be at least 1")
+        given: dict[str, object] = dict(options)
+        for name in ("subprotocols", "origins", "extra_headers"):
+            value = given.get(name)
+            if value is not None:
+                given[name] = tuple(value)  # type: ignore[arg-type]
+        return cls(**given)  # type: ignore[arg-type]
+
+    def core_options(self) -> dict[str, object]:
+        return {
+            "max_message_size": self.max_message_size,
+            "streaming": True,
+            "open_timeout": self.open_timeout,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+            "close_timeout": self.close_timeout,
+        }
+
+    def new_server_core(self) -> ServerConnection:
+        return ServerConnection(**self.core_options())  # type: ignore[arg-type]
+
+
+# -- URLs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketURI:
+    secure: bool
+    host: str
+    port: int
+    target: str
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_uri(url: str) -> WebSocketURI:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidURI(f"{url!r} is not a ws:// or wss:// URL")
+    if not parts.hostname:
+        raise InvalidURI(f"{url!r} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidURI("credentials in the URL are not supported; use extra_headers")
+    try:
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+    except ValueError:
+        raise InvalidURI(f"{url!r} has an invalid port") from None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return WebSocketURI(parts.scheme == "wss", parts.hostname, port, target)
+
+
+def new_client_core(uri: WebSocketURI, settings: Settings) -> ClientConnection:
+    return ClientConnection(
+        uri.host_header,
+        uri.target,
+        subprotocols=settings.subprotocols,
+        origin=settings.origin,
+        extra_headers=settings.extra_headers,
+        **settings.core_options(),  # type: ignore[arg-type]
+    )
+
+
+# -- the server's side of the handshake --------------------------------------
+
+
+@dataclass
+class Admission:
+    """Counts open connections overall and per IP, for the server limits."""
+
+    settings: Settings
+    total: int = 0
+    per_ip: Counter[str] = field(default_factory=Counter)
+
+    def enter(self, ip: str) -> None:
+        self.total += 1
+        self.per_ip[ip] += 1
+
+    def leave(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if not self.per_ip[ip]:
+            del self.per_ip[ip]
+
+    def over_limit(self, ip: str) -> str | None:
+        """Why this connection (already counted) is one too many, if it is."""
+        limit = self.settings.max_connections
+        if limit is not None and self.total > limit:
+            return "too many connections"
+        per_ip = self.settings.max_connections_per_ip
+        if per_ip is not None and self.per_ip[ip] > per_ip:
+            return "too many connections from your address"
+        return None
+
+
+def answer_handshake(
+    core: ServerConnection, request: HandshakeRequest, admission: Admission, ip: str
+) -> bool:
+    """Accept or reject `request` by the server's policy; True if accepted."""
+    settings = admission.settings
+    crowded = admission.over_limit(ip)
+    if crowded is not None:
+        core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
+        return False
+    if settings.origins is not None and request.origin not in settings.origins:
+        core.reject(403, body=b"origin not allowed\n")
+        return False
+    chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
+    core.accept(subprotocol=chosen)
+    return True
+
+
+def answer_http(core: ServerConnection, request: HttpRequest, settings: Settings) -> None:
+    """Answer a plain HTTP request with the application's hook, or 426."""
+    response: HttpResponse
+    if settings.http_handler is None:
+        response = HttpResponse(
+            status=426,
+            headers=[("Upgrade", "websocket"), ("Content-Type", "text/plain")],
+            body=b"this is a WebSocket endpoint\n",
+        )
+    else:
+        try:
+            response = settings.http_handler(request)
+        except Exception:  # the hook's bug must not kill the server
+            response = HttpResponse(status=500, body=b"internal server error\n")
+    core.respond(response.status, headers=response.headers, body=response.body)
+
+
+# -- receiving ---------------------------------------------------------------
+
+
+class Reassembly:
+    """Joins the fragments of one message for recv()."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[Message] = []
+
+    def add(self, fragment: Fragment) -> Message | None:
+        """Take one fragment; the whole message once `fragment` is its last."""
+        if fragment.final and not self.parts:
+            return fragment.data  # the common case: one fragment, nothing to join
+        self.parts.append(fragment.data)
+        if not fragment.final:
+            return None
+        parts, self.parts = self.parts, []
+        if isinstance(fragment, TextFragment):
+            return "".join(parts)  # type: ignore[arg-type]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+
+def answer_pings(pings: dict[bytes, list[float]], payload: bytes, now: float) -> bool:
+    """Record the round trip on the ping `payload` answers and on every
+    earlier one (a pong may answer several, RFC 6455 section 5.5.3).
+
+    `pings` maps payloads to [send time], in send order; answered records
+    get their round trip appended and leave the dict. False if no ping of
+    ours had this payload (an unsolicited pong, or the core's keepalive).
+    """
+    if payload not in pings:
+        return False
+    while pings:
+        key = next(iter(pings))
+        record = pings.pop(key)
+        record.append(now - record[0])
+        if key == payload:
+            break
+    return True

@@ -1,0 +1,579 @@
+"""WebSocket server and client on plain blocking sockets and threads.
+
+Each connection has a reader thread that feeds the core, answers pings,
+runs the core's timers and queues messages; the application's thread calls
+`recv()` / `send()`. A thread per connection keeps one slow client from
+stalling the others, and `sendall` blocks while the peer is not reading,
+which is the write backpressure.
+
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    with serve(echo, "127.0.0.1", 8765) as server:
+        server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Unpack
+
+from wsproto_core import (
+    BytesFragment,
+    CloseReceived,
+    Connection,
+    ConnectionFailed,
+    HandshakeAccepted,
+    HandshakeFailed,
+    HandshakeRejected,
+    HandshakeRequest,
+    HttpRequest,
+    Pong,
+    ServerConnection,
+    State,
+    TextFragment,
+)
+from wsproto_core.events import Event
+
+from ._common import (
+    READ_SIZE,
+    Admission,
+    ClientOptions,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    Fragment,
+    HandshakeError,
+    Message,
+    Reassembly,
+    ServerOptions,
+    Settings,
+    answer_handshake,
+    answer_http,
+    answer_pings,
+    closed_error,
+    new_client_core,
+    parse_uri,
+)
+
+__all__ = ["Server", "WebSocket", "connect", "serve"]
+
+logger = logging.getLogger(__name__)
+Handler = Callable[["WebSocket"], None]
+_now = time.monotonic
+
+
+class WebSocket:
+    """One WebSocket connection, either role, safe to use from several threads."""
+
+    def __init__(self, sock: socket.socket, core: Connection, settings: Settings) -> None:
+        self._sock = sock
+        self._core = core
+        self._settings = settings
+        self._lock = threading.Lock()  # guards the core and the queue
+        self._changed = threading.Condition(self._lock)  # queue or state changed
+        self._write_lock = threading.Lock()  # keeps bytes in the order the core made them
+        self._fragments: deque[Fragment] = deque()
+        self._assembly = Reassembly()
+        self._recv_busy = False
+        self._pings: dict[bytes, list[float]] = {}  # payload -> [sent, rtt once answered]
+        self._closed = threading.Event()
+        self._local_close: tuple[int, str] | None = None
+        self._reader: threading.Thread | None = None
+        self._accepted = False
+        self._outcome: HandshakeError | None = None
+        self.request: HandshakeRequest | None = None
+        self.remote_address: Any = None
+        with contextlib.suppress(OSError):
+            self.remote_address = sock.getpeername()
+
+    # -- what the application sees ------------------------------------------
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._core.subprotocol
+
+    @property
+    def state(self) -> State:
+        return self._core.state
+
+    @property
+    def close_code(self) -> int | None:
+        if self._core.close_code is None and self._closed.is_set():
+            return 1006
+        return self._core.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._core.close_reason
+
+    def _is_over(self) -> bool:
+        return self._closed.is_set() or self._core.state is State.CLOSED
+
+    def _closed_error(self) -> ConnectionClosed:
+        if self.close_code is None and self._local_close is not None:
+            return closed_error(*self._local_close)
+        return closed_error(self.close_code, self.close_reason)
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """The next whole message; TimeoutError if none within `timeout` seconds."""
+        deadline = None if timeout is None else _now() + timeout
+        with self._lock:
+            if self._recv_busy:
+                raise ConcurrencyError("recv() is already running in another thread")
+            self._recv_busy = True
+            try:
+                while True:
+                    message = self._assembly.add(self._next_fragment(deadline))
+                    if message is not None:
+                        return message
+            finally:
+                self._recv_busy = False
+
+    def recv_streaming(self, timeout: float | None = None) -> Iterator[Message]:
+        """Yield the next message in pieces as they arrive."""
+        deadline = None if timeout is None else _now() + timeout
+        with self._lock:
+            if self._recv_busy:
+                raise ConcurrencyError("recv() is already running in another thread")
+            self._recv_busy = True
+        try:
+            while True:
+                with self._lock:
+                    fragment = self._next_fragment(deadline)
+                yield fragment.data
+                if fragment.final:
+                    return
+        finally:
+            with self._lock:
+                self._recv_busy = False
+
+    def _next_fragment(self, deadline: float | None) -> Fragment:
+        """Pop a fragment; the caller holds the lock."""
+        while not self._fragments:
+            if self._core.state is State.CLOSED or self._closed.is_set():
+                raise self._closed_error()
+            remaining = None if deadline is None else deadline - _now()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError("no message within the timeout")
+            self._changed.wait(remaining)
+        fragment = self._fragments.popleft()
+        self._changed.notify_all()  # room for the reader
+        return fragment
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    def send(self, message: Message) -> None:
+        """Send one message; blocks while the peer is not reading."""
+        with self._write_lock:
+            with self._lock:
+                if self._core.state is not State.OPEN:
+                    raise self._closed_error()
+                if isinstance(message, str):
+                    self._core.send_text(message)
+                elif isinstance(message, bytes | bytearray | memoryview):
+                    self._core.send_bytes(message)
+                else:
+                    raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+            self._write_pending()
+
+    def send_fragments(self, fragments: Iterable[Message]) -> None:
+        """Send one message made of `fragments` (all str or all bytes)."""
+        with self._write_lock:  # nobody else's frames between ours
+            previous: Message | None = None
+            for fragment in fragments:
+                if previous is not None:
+                    self._send_fragment(previous, final=False)
+                previous = fragment
+            self._send_fragment(b"" if previous is None else previous, final=True)
+
+    def _send_fragment(self, fragment: Message, *, final: bool) -> None:
+        with self._lock:
+            if self._core.state is not State.OPEN:
+                raise self._closed_error()
+            if isinstance(fragment, str):
+                self._core.send_text(fragment, final=final)
+            else:
+                self._core.send_bytes(fragment, final=final)
+        self._write_pending()
+
+    def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
+        """Send a ping, wait for its pong; returns the round trip in seconds."""
+        payload = os.urandom(4) if data is None else bytes(data)
+        deadline = None if timeout is None else _now() + timeout
+        with self._write_lock:
+            with self._lock:
+                if payload in self._pings:
+                    raise ConcurrencyError("already waiting for a pong to this payload")
+                if self._core.state is not State.OPEN:
+                    raise self._closed_error()
+                self._core.send_ping(payload)
+                record = self._pings[payload] = [_now()]
+            self._write_pending()
+        with self._lock:
+            while len(record) == 1:
+                if self._is_over():
+                    self._pings.pop(payload, None)
+                    raise self._closed_error()
+                remaining = None if deadline is None else deadline - _now()
+                if remaining is not None and remaining <= 0:
+                    self._pings.pop(payload, None)
+                    raise TimeoutError("no pong within the timeout")
+                self._changed.wait(remaining)
+            return record[1]
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection and wait (at most `close_timeout`) for the end."""
+        self.close_nowait(code, reason)
+        if not self._closed.wait(self._settings.close_timeout):
+            self._abort()
+            self._closed.wait()
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        with self._write_lock:
+            with self._lock:
+                if self._core.state is not State.OPEN:
+                    if self._core.state is State.CONNECTING:
+                        self._abort()
+                    return
+                self._local_close = (code, reason)
+                self._core.close(code, reason)
+            self._write_pending()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        return self._closed.wait(timeout)
+
+    def __enter__(self) -> WebSocket:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- driving the core ----------------------------------------------------
+
+    def _write_pending(self) -> None:
+        """Write what the core queued; the caller holds the write lock."""
+        with self._lock:
+            chunks = self._core.chunks_to_send()
+            should_close = self._core.should_close_transport
+        try:
+            for chunk in chunks:
+                self._sock.sendall(chunk)
+        except OSError:
+            self._abort()
+        if should_close:
+            self._abort()
+
+    def _abort(self) -> None:
+        """Close the socket; the reader thread sees it and finishes up."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        if self._reader is None:  # no reader to finish up: do it here
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            if self._core.state is not State.CLOSED:
+                self._process(self._core.receive_eof())
+            self._closed.set()
+            self._changed.notify_all()
+        self._sock.close()
+
+    def _process(self, events: list[Event]) -> None:
+        """Act on the core's events; the caller holds the lock."""
+        for event in events:
+            kind = type(event)
+            if kind is TextFragment or kind is BytesFragment:
+                self._fragments.append(event)  # type: ignore[arg-type]
+            elif kind is Pong:
+                self._pong(event.payload)  # type: ignore[union-attr]
+            elif kind is CloseReceived or kind is ConnectionFailed:
+                pass  # the notify below wakes the waiters, who see the state
+            elif kind is HandshakeRequest:
+                self.request = event  # type: ignore[assignment]
+            elif kind is HttpRequest:
+                answer_http(self._core, event, self._settings)  # type: ignore[arg-type]
+            elif kind is HandshakeAccepted:
+                self._accepted = True
+            elif kind is HandshakeRejected:
+                status, body = event.status, event.body  # type: ignore[union-attr]
+                self._outcome = HandshakeError(status, "server rejected", body)
+            elif kind is HandshakeFailed:
+                status, reason = event.status, event.reason  # type: ignore[union-attr]
+                self._outcome = HandshakeError(status, reason)
+        self._changed.notify_all()
+
+    def _pong(self, payload: bytes) -> None:
+        answer_pings(self._pings, payload, _now())  # the notify in _process wakes ping()
+
+    def _wait_readable(self, selector: selectors.BaseSelector) -> bool:
+        """Sleep until data or the core's next deadline; False on a deadline."""
+        with self._lock:
+            deadline = self._core.next_deadline(_now())
+        if isinstance(self._sock, ssl_module.SSLSocket) and self._sock.pending():
+            return True
+        timeout = None if deadline is None else max(0.0, deadline - _now())
+        if selector.select(timeout):
+            return True
+        with self._write_lock:
+            with self._lock:
+                self._process(self._core.handle_timeout(_now()))
+            self._write_pending()
+        return False
+
+    def _read_once(self) -> bool:
+        """Read and process one chunk; False once the connection is over."""
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (OSError, ssl_module.SSLError):
+            data = b""
+        with self._write_lock:
+            with self._lock:
+                if data:
+                    self._process(self._core.receive_data(data))
+                else:
+                    self._process(self._core.receive_eof())
+                done = self._core.should_close_transport or not data
+            self._write_pending()
+        return not done
+
+    def _wait_for_room(self) -> None:
+        """Backpressure: stop reading while the queue is full (timers still run)."""
+        while True:
+            with self._lock:
+                if len(self._fragments) < self._settings.max_queue or self._closed.is_set():
+                    return
+                deadline = self._core.next_deadline(_now())
+                timeout = None if deadline is None else max(0.0, deadline - _now())
+                if self._changed.wait(timeout):
+                    continue
+            with self._write_lock:
+                with self._lock:
+                    self._process(self._core.handle_timeout(_now()))
+                self._write_pending()
+            if self._core.should_close_transport:
+                return
+
+    def _run_reader(self) -> None:
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(self._sock, selectors.EVENT_READ)
+            while not self._core.should_close_transport:
+                self._wait_for_room()
+                if self._core.should_close_transport:
+                    break
+                if self._wait_readable(selector) and not self._read_once():
+                    break
+        except (OSError, ValueError):
+            pass  # the socket was closed under us
+        finally:
+            selector.close()
+            self._finish()
+
+    def _start_reader(self) -> None:
+        self._reader = threading.Thread(target=self._run_reader, daemon=True, name="ws-reader")
+        self._reader.start()
+
+    def _handshake(self, on_request: Callable[[HandshakeRequest], bool] | None) -> bool:
+        """Run the opening handshake in this thread; True once open."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ)
+        try:
+            with self._write_lock:
+                self._write_pending()  # the client's request
+            answered = False
+            while not self._core.should_close_transport and self._core.state is State.CONNECTING:
+                if not self._wait_readable(selector):
+                    continue
+                self._read_once()
+                if self.request is not None and on_request is not None and not answered:
+                    answered = True
+                    with self._write_lock:
+                        with self._lock:
+                            if on_request(self.request):
+                                self._process(self._core.receive_data(b""))  # early frames
+                        self._write_pending()
+        finally:
+            selector.close()
+        if self._core.state is not State.OPEN:
+            self._abort()
+            return False
+        self._start_reader()
+        return True
+
+
+# -- server ------------------------------------------------------------------
+
+
+class Server:
+    """A listening server; `serve_forever()` accepts until `shutdown()`."""
+
+    def __init__(self, handler: Handler, host: str | None, port: int, settings: Settings) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.admission = Admission(settings)
+        self._admission_lock = threading.Lock()
+        self.connections: set[WebSocket] = set()
+        self._threads: set[threading.Thread] = set()
+        self._listener = socket.create_server((host or "", port), reuse_port=False)
+        self._listener.setblocking(False)
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._serving = False
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def serve_forever(self) -> None:
+        self._serving = True
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._wakeup_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wakeup_r:
+                        break
+                    try:
+                        sock, address = self._listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    sock.setblocking(True)
+                    thread = threading.Thread(
+                        target=self._serve_one, args=(sock, address), daemon=True, name="ws-conn"
+                    )
+                    self._threads.add(thread)
+                    thread.start()
+        finally:
+            selector.close()
+            self._listener.close()
+            self._stopped.set()
+
+    def _serve_one(self, sock: socket.socket, address: Any) -> None:
+        ip = str(address[0])
+        with self._admission_lock:
+            self.admission.enter(ip)
+        ws: WebSocket | None = None
+        try:
+            if self.settings.ssl is not None:
+                sock.settimeout(self.settings.open_timeout)
+                sock = self.settings.ssl.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
+            ws = WebSocket(sock, self.settings.new_server_core(), self.settings)
+            self.connections.add(ws)
+            if ws._handshake(lambda request: self._admit(request, ws, ip)):
+                self._run_handler(ws)
+        except (OSError, ssl_module.SSLError):
+            sock.close()
+        finally:
+            if ws is not None:
+                self.connections.discard(ws)
+            with self._admission_lock:
+                self.admission.leave(ip)
+            self._threads.discard(threading.current_thread())
+
+    def _admit(self, request: HandshakeRequest, ws: WebSocket, ip: str) -> bool:
+        core = ws._core
+        assert isinstance(core, ServerConnection)
+        with self._admission_lock:
+            return answer_handshake(core, request, self.admission, ip)
+
+    def _run_handler(self, ws: WebSocket) -> None:
+        try:
+            self.handler(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("connection handler failed")
+            ws.close(1011, "internal error")
+        else:
+            ws.close()
+        ws.wait_closed()
+
+    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting, close every connection with `code` and wait for
+        them (at most `close_timeout`)."""
+        self._stopping.set()
+        if self._serving:
+            self._wakeup_w.send(b"x")
+            self._stopped.wait()
+        else:
+            self._listener.close()
+        connections = list(self.connections)
+        for ws in connections:
+            ws.close_nowait(code, reason)
+        deadline = _now() + (self.settings.close_timeout or 0)
+        for ws in connections:
+            if not ws.wait_closed(max(0.0, deadline - _now())):
+                ws._abort()
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - _now()) + 1.0)
+        self._wakeup_r.close()
+        self._wakeup_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._stopping.is_set():
+            self.shutdown()
+
+
+def serve(
+    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
+) -> Server:
+    """Create a listening server; run it with `serve_forever()`."""
+    return Server(handler, host, port, Settings.of(options))
+
+
+# -- client ------------------------------------------------------------------
+
+
+def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
+    """Open a client connection; raises HandshakeError if refused."""
+    uri = parse_uri(url)
+    settings = Settings.of(options)
+    try:
+        sock = socket.create_connection((uri.host, uri.port), timeout=settings.open_timeout)
+    except TimeoutError:
+        raise HandshakeError(None, "opening handshake timed out") from None
+    try:
+        if uri.secure:
+            context = settings.ssl or ssl_module.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=uri.host)
+        sock.settimeout(None)
+    except (OSError, ssl_module.SSLError):
+        sock.close()
+        raise
+    ws = WebSocket(sock, new_client_core(uri, settings), settings)
+    if not ws._handshake(None):
+        raise ws._outcome or HandshakeError(None, "connection closed during the handshake")
+    return ws
