@@ -169,6 +169,9 @@ class WebSocket:
     async def _next_fragment(self) -> Fragment:
         fragments = self._fragments
         while not fragments:
+            if self._core.failure_pending:  # the application has had its messages
+                self._process(self._core.receive_data(b""))
+                self._flush()
             if self._core.state is State.CLOSED or self._closed.done():
                 raise self._closed_error()
             waiter = self._loop.create_future()

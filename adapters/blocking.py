@@ -162,6 +162,14 @@ class WebSocket:
     def _next_fragment(self, deadline: float | None) -> Fragment:
         """Pop a fragment; the caller holds the lock."""
         while not self._fragments:
+            if self._core.failure_pending:  # the application has had its messages
+                self._process(self._core.receive_data(b""))
+                self._lock.release()  # writing takes the write lock, then this one
+                try:
+                    with self._write_lock:
+                        self._write_pending()
+                finally:
+                    self._lock.acquire()
             if self._core.state is State.CLOSED or self._closed.is_set():
                 raise self._closed_error()
             remaining = None if deadline is None else deadline - _now()

@@ -157,6 +157,9 @@ class WebSocket:
 
     async def _next_fragment(self) -> Fragment:
         while not self._fragments:
+            if self._core.failure_pending:  # the application has had its messages
+                self._process(self._core.receive_data(b""))
+                await self._flush()
             if self._core.state is State.CLOSED or self._closed.is_set():
                 raise self._closed_error()
             self._arrived = trio.Event()
@@ -239,16 +242,25 @@ class WebSocket:
 
     async def _flush(self) -> None:
         """Write what the core queued, close if it says so, move the reader's
-        deadline to the core's next one."""
+        deadline to the core's next one.
+
+        Whatever other tasks queue while we write is written too, and the
+        decision to close is taken with the last bytes in hand: deciding
+        after an await could close the stream on a close reply that another
+        task queued but had not written yet.
+        """
         async with self._send_lock:
-            data = self._core.data_to_send()
-            if data:
+            while True:
+                data = self._core.data_to_send()
+                should_close = self._core.should_close_transport
+                if not data:
+                    break
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._abort()
-                    return
-        if self._core.should_close_transport:
+                    should_close = True
+                    break
+        if should_close:
             await self._abort()
             return
         if self._read_scope is not None:

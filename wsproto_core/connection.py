@@ -15,7 +15,18 @@ import os
 from typing import TypedDict
 
 from .errors import LocalProtocolError
-from .events import CloseReceived, ConnectionFailed, Event, HandshakeFailed, Ping, Pong
+from .events import (
+    BytesFragment,
+    BytesMessage,
+    CloseReceived,
+    ConnectionFailed,
+    Event,
+    HandshakeFailed,
+    Ping,
+    Pong,
+    TextFragment,
+    TextMessage,
+)
 from .extensions import ExtensionOffer
 from .frames import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, build_close_payload
 from .masking import Buffer
@@ -51,6 +62,7 @@ class State(enum.Enum):
 
 _TEXT, _BINARY, _CONT = int(Opcode.TEXT), int(Opcode.BINARY), int(Opcode.CONTINUATION)
 _OPEN = State.OPEN
+_DATA_EVENTS = (TextMessage, BytesMessage, TextFragment, BytesFragment)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -145,6 +157,21 @@ class Connection:
         """
         return self._should_close_transport
 
+    @property
+    def failure_pending(self) -> bool:
+        """The peer broke the protocol after messages that the last
+        `receive_data` returned; the next `receive_data` call (b"" will do)
+        fails the connection and ignores any new bytes.
+
+        Deferring the failure lets the application act on, and answer, the
+        messages that came before the violation, as a strict reading of RFC
+        6455 (and the Autobahn testsuite) expects: an adapter makes that call
+        when the application asks for the next message. `close()` and
+        `receive_eof()` apply a pending failure first.
+        """
+        reader = self._reader
+        return self._reading_frames and reader is not None and reader.failure is not None
+
     def data_to_send(self) -> bytes:
         """Everything queued for the wire since the last call, in order."""
         out = self._out
@@ -181,6 +208,8 @@ class Connection:
 
     def receive_eof(self) -> list[Event]:
         """The transport reached end of file (the peer closed or shut down writing)."""
+        if self.failure_pending:
+            return self.receive_data(b"")
         events: list[Event] = []
         if self._state is State.CONNECTING:
             self._receive_handshake_eof(events)
@@ -213,6 +242,8 @@ class Connection:
                 elif type(event) is CloseReceived:
                     self._close_received(event)
         if reader.failure is not None:
+            if any(type(event) in _DATA_EVENTS for event in events):
+                return  # reported by the next call: see `failure_pending`
             self._fail(reader.failure.code, reader.failure.reason, events)
 
     def _close_received(self, event: CloseReceived) -> None:
@@ -328,6 +359,9 @@ class Connection:
             return
         if self._state is State.CONNECTING:
             raise LocalProtocolError("the opening handshake is not complete; nothing to close")
+        if self.failure_pending:
+            self.receive_data(b"")  # the peer's violation decides the close code
+            return
         self._writer.write(Opcode.CLOSE, build_close_payload(code, reason))
         self._state = State.CLOSING
         self._timers.cancel_all()

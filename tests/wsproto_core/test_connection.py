@@ -399,3 +399,46 @@ def test_keepalive_pong_deadline_is_not_pushed_back_by_later_pings() -> None:
     assert server.handle_timeout(6.9) == []
     [event] = server.handle_timeout(7.0)
     assert event.code == 1011  # type: ignore[union-attr]
+
+
+# -- a violation after messages in the same batch ----------------------------
+
+
+def test_failure_after_messages_waits_until_they_are_handled() -> None:
+    """Autobahn 3.2 and friends: a message, then a bad frame, in one read.
+    The message is delivered and may be answered before the connection fails."""
+    server = open_server()
+    data = frame(0x1, b"Hello") + frame(0x1, b"x", rsv=0x20) + frame(0x9, b"never")
+    assert server.receive_data(data) == [TextMessage(data="Hello")]
+    assert server.failure_pending
+    assert server.state is State.OPEN
+    server.send_text("Hello")  # the echo goes out first
+    assert server.receive_data(b"more bytes are ignored") == [
+        ConnectionFailed(code=1002, reason="reserved bits set without an extension")
+    ]
+    assert not server.failure_pending
+    assert server.should_close_transport
+    out = server.data_to_send()
+    assert out.startswith(b"\x81\x05Hello\x88")  # echo, then the close frame
+    assert b"\x8a" not in out  # the ping after the bad frame got no pong
+
+
+def test_close_applies_a_pending_failure() -> None:
+    server = open_server()
+    server.receive_data(frame(0x2, b"ok") + frame(0x2, b"x", mask=None))
+    server.close(1000)
+    assert server.close_code == 1002
+    assert server.data_to_send()[:4] == b"\x88\x1e\x03\xea"
+
+
+def test_eof_applies_a_pending_failure() -> None:
+    server = open_server()
+    server.receive_data(frame(0x2, b"ok") + frame(0x3, b""))
+    assert server.receive_eof() == [ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
+
+
+def test_failure_without_messages_before_it_is_immediate() -> None:
+    server = open_server()
+    events = server.receive_data(frame(0x9, b"p") + frame(0x3, b""))
+    assert events == [Ping(payload=b"p"), ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
+    assert not server.failure_pending
