@@ -530,12 +530,12 @@ class Server:
         connections = list(self.connections)
         for ws in connections:
             ws.close_nowait(code, reason)
-        waits = [ws.wait_closed() for ws in connections]
+        waits = [asyncio.ensure_future(ws.wait_closed()) for ws in connections]
         handlers = [ws.handler_task for ws in connections if ws.handler_task is not None]
         if waits:
-            await asyncio.wait(
-                [asyncio.ensure_future(w) for w in waits], timeout=self.settings.close_timeout
-            )
+            await asyncio.wait(waits, timeout=self.settings.close_timeout)
+            for wait in waits:
+                wait.cancel()
         for ws in connections:
             if ws._transport is not None:
                 ws._transport.abort()

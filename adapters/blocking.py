@@ -84,6 +84,7 @@ class WebSocket:
         self._lock = threading.Lock()  # guards the core and the queue
         self._changed = threading.Condition(self._lock)  # queue or state changed
         self._write_lock = threading.Lock()  # keeps bytes in the order the core made them
+        self._message_lock = threading.Lock()  # one message at a time, fragments included
         self._fragments: deque[Fragment] = deque()
         self._assembly = Reassembly()
         self._recv_busy = False
@@ -189,37 +190,35 @@ class WebSocket:
 
     def send(self, message: Message) -> None:
         """Send one message; blocks while the peer is not reading."""
+        with self._message_lock:
+            self._send_frame(message, final=True)
+
+    def send_fragments(self, fragments: Iterable[Message]) -> None:
+        """Send one message made of `fragments` (all str or all bytes).
+
+        Other threads' messages wait until this one is complete; the write
+        lock is only held per frame, so `fragments` may be a generator that
+        waits for input (such as `recv_streaming()`)."""
+        with self._message_lock:
+            previous: Message | None = None
+            for fragment in fragments:
+                if previous is not None:
+                    self._send_frame(previous, final=False)
+                previous = fragment
+            self._send_frame(b"" if previous is None else previous, final=True)
+
+    def _send_frame(self, message: Message, *, final: bool) -> None:
         with self._write_lock:
             with self._lock:
                 if self._core.state is not State.OPEN:
                     raise self._closed_error()
                 if isinstance(message, str):
-                    self._core.send_text(message)
+                    self._core.send_text(message, final=final)
                 elif isinstance(message, bytes | bytearray | memoryview):
-                    self._core.send_bytes(message)
+                    self._core.send_bytes(message, final=final)
                 else:
                     raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
             self._write_pending()
-
-    def send_fragments(self, fragments: Iterable[Message]) -> None:
-        """Send one message made of `fragments` (all str or all bytes)."""
-        with self._write_lock:  # nobody else's frames between ours
-            previous: Message | None = None
-            for fragment in fragments:
-                if previous is not None:
-                    self._send_fragment(previous, final=False)
-                previous = fragment
-            self._send_fragment(b"" if previous is None else previous, final=True)
-
-    def _send_fragment(self, fragment: Message, *, final: bool) -> None:
-        with self._lock:
-            if self._core.state is not State.OPEN:
-                raise self._closed_error()
-            if isinstance(fragment, str):
-                self._core.send_text(fragment, final=final)
-            else:
-                self._core.send_bytes(fragment, final=final)
-        self._write_pending()
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
@@ -420,11 +419,12 @@ class WebSocket:
                     with self._write_lock:
                         with self._lock:
                             if on_request(self.request):
+                                self._accepted = True
                                 self._process(self._core.receive_data(b""))  # early frames
                         self._write_pending()
         finally:
             selector.close()
-        if self._core.state is not State.OPEN:
+        if not self._accepted:  # (it may be closed already: that is recv's news)
             self._abort()
             return False
         self._start_reader()
@@ -448,6 +448,8 @@ class Server:
         self._listener.setblocking(False)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._stopping = threading.Event()
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
         self._serving = False
         self._stopped = threading.Event()
 
@@ -523,7 +525,14 @@ class Server:
 
     def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection with `code` and wait for
-        them (at most `close_timeout`)."""
+        them (at most `close_timeout`). Calling it again waits for the first call."""
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            self._shutdown(code, reason)
+
+    def _shutdown(self, code: int, reason: str) -> None:
         self._stopping.set()
         if self._serving:
             self._wakeup_w.send(b"x")
@@ -551,8 +560,7 @@ class Server:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._stopping.is_set():
-            self.shutdown()
+        self.shutdown()
 
 
 def serve(

@@ -301,6 +301,7 @@ class WebSocket:
     async def _read_some(self) -> bool:
         """Read once (or run a due timer); False when the connection is over."""
         deadline = self._core.next_deadline(trio.current_time())
+        data = b""
         with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._read_scope = scope
             try:
@@ -351,9 +352,10 @@ class WebSocket:
             if self.request is not None and on_request is not None and not answered:
                 answered = True
                 if on_request(self.request):
+                    self._opened.set()
                     self._process(self._core.receive_data(b""))  # early frames
                 await self._flush()
-        if self._core.state is not State.OPEN:
+        if not self._opened.is_set():  # (it may be closed already: that is recv's news)
             await self._abort()
             self._closed.set()
             return False
@@ -411,11 +413,12 @@ class Server:
             self.connections.add(ws)
             core = ws._core
             assert isinstance(core, ServerConnection)
+            opened = False
             with trio.move_on_after(self.settings.open_timeout or math.inf):
                 opened = await ws._handshake(
                     lambda request: answer_handshake(core, request, self.admission, ip)
                 )
-            if ws._core.state is State.OPEN and opened:
+            if opened:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(ws._run_reader)
                     await self._run_handler(ws)

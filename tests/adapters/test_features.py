@@ -1,0 +1,305 @@
+"""Server and client features that need a misbehaving peer: timeouts, a
+dead peer, limits, backpressure, plain HTTP, TLS. The misbehaving peer is a
+raw socket; every server binds to loopback on a free port."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from adapters._common import ConnectionClosedError, HandshakeError, HttpResponse
+
+from .harness import BACKENDS, client, running_server
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def raw_upgrade(port: int, path: str = "/echo") -> socket.socket:
+    """A raw TCP peer that completes the handshake, then does what the test says."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def read_until_eof(sock: socket.socket, limit: float = 10.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took."""
+    start = time.monotonic()
+    sock.settimeout(limit)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def masked(opcode: int, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    length = len(payload)
+    if length < 126:
+        head = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 65536:
+        head = bytes([0x80 | opcode, 0xFE]) + length.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0xFF]) + length.to_bytes(8, "big")
+    return head + mask + body
+
+
+backends = pytest.mark.parametrize("backend", BACKENDS)
+
+
+@backends
+def test_keepalive_fails_a_dead_client_with_1011(backend: str) -> None:
+    with running_server(backend, ping_interval=0.2, ping_timeout=0.3) as server:
+        sock = raw_upgrade(server.port)  # never answers a ping
+        data, took = read_until_eof(sock)
+        assert data.startswith(b"\x89\x04")  # a keepalive ping came first
+        assert b"\x88" in data  # then a close frame
+        assert data[data.index(b"\x88") + 2 : data.index(b"\x88") + 4] == b"\x03\xf3"  # 1011
+        assert took < 5
+
+
+@backends
+def test_keepalive_keeps_a_live_client(backend: str) -> None:
+    with running_server(backend, ping_interval=0.1, ping_timeout=0.3) as server:
+        with client("asyncio", server.url()) as ws:  # answers pings automatically
+            time.sleep(1.0)
+            ws.send("still here")
+            assert ws.recv() == "still here"
+
+
+@backends
+def test_open_timeout_drops_a_silent_connection(backend: str) -> None:
+    with running_server(backend, open_timeout=0.3) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        data, took = read_until_eof(sock)
+        assert data == b""
+        assert took < 5
+
+
+@backends
+def test_close_timeout_drops_a_peer_that_never_answers_close(backend: str) -> None:
+    with running_server(backend, close_timeout=0.3) as server:
+        sock = raw_upgrade(server.port, "/close/1000/bye")
+        data, took = read_until_eof(sock)  # we never send our close frame
+        assert data.startswith(b"\x88\x05\x03\xe8bye")
+        assert took < 5
+
+
+@backends
+def test_per_ip_limit_answers_503(backend: str) -> None:
+    with running_server(backend, max_connections_per_ip=2) as server:
+        with client("blocking", server.url()), client("blocking", server.url()):
+            with pytest.raises(HandshakeError) as caught, client("blocking", server.url()):
+                pass
+            assert caught.value.status == 503
+            assert b"too many connections from your address" in caught.value.body
+        with client("blocking", server.url()) as ws:  # freed again
+            ws.send("ok")
+            assert ws.recv() == "ok"
+
+
+@backends
+def test_total_limit_answers_503(backend: str) -> None:
+    with running_server(backend, max_connections=1) as server, client("blocking", server.url()):
+        with pytest.raises(HandshakeError) as caught, client("blocking", server.url()):
+            pass
+        assert caught.value.status == 503
+
+
+def http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return read_until_eof(sock)[0]
+
+
+@backends
+def test_plain_http_on_the_same_port(backend: str) -> None:
+    def page(request: object) -> HttpResponse:
+        path = getattr(request, "path", "")
+        if path == "/health":
+            return HttpResponse(status=200, headers=[("Content-Type", "text/plain")], body=b"ok")
+        if path == "/boom":
+            raise RuntimeError("hook bug")
+        return HttpResponse(status=404, body=b"no such page")
+
+    with running_server(backend, http_handler=page) as server:
+        assert http_get(server.port, "/health").endswith(b"\r\n\r\nok")
+        assert http_get(server.port, "/health").startswith(b"HTTP/1.1 200 OK")
+        assert http_get(server.port, "/nope").startswith(b"HTTP/1.1 404")
+        assert http_get(server.port, "/boom").startswith(b"HTTP/1.1 500")
+        with client("blocking", server.url()) as ws:  # WebSocket still works alongside
+            ws.send("hi")
+            assert ws.recv() == "hi"
+    with running_server(backend) as server:  # no hook: say what this port is
+        assert http_get(server.port, "/").startswith(b"HTTP/1.1 426")
+
+
+def flood(sock: socket.socket, seconds: float) -> int:
+    """Send 1 MiB messages for `seconds`, as fast as the server lets us; bytes sent."""
+    message = masked(0x2, bytes(1 << 20))
+    sock.setblocking(False)
+    sent, offset = 0, 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            n = sock.send(message[offset:])
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        sent += n
+        offset = (offset + n) % len(message)
+    return sent
+
+
+@backends
+def test_a_server_that_is_not_read_stops_reading(backend: str) -> None:
+    """The handler never reads: the queue fills, reading pauses, and the
+    flooding peer is held back by TCP instead of filling our memory."""
+    with running_server(backend, max_queue=4) as server:
+        sock = raw_upgrade(server.port, "/noread")
+        sent = flood(sock, 1.5)
+        sock.close()
+    # Unbounded buffering would take gigabytes in 1.5 s on loopback; what got
+    # through is the queue (4 x 64 KiB) plus the kernel's socket buffers.
+    assert sent < 64 << 20
+
+
+@backends
+def test_a_peer_that_never_reads_cannot_grow_the_server(backend: str) -> None:
+    """Echo to a peer that never reads: writes block at write_limit, the
+    handler stops, reading pauses, the peer is held back."""
+    with running_server(backend, max_queue=4, write_limit=64 * 1024) as server:
+        sock = raw_upgrade(server.port, "/echo")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sent = flood(sock, 1.5)
+        sock.close()
+    assert sent < 64 << 20
+
+
+@pytest.fixture(scope="module")
+def tls() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    yield server_context, client_context
+
+
+@pytest.mark.parametrize("server_backend", BACKENDS)
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_tls(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], server_backend: str, client_backend: str
+) -> None:
+    server_context, client_context = tls
+    with (
+        running_server(server_backend, ssl=server_context) as server,
+        client(client_backend, server.url(scheme="wss"), ssl=client_context) as ws,
+    ):
+        ws.send("secret")
+        assert ws.recv() == "secret"
+        ws.send(bytes(200_000))
+        assert ws.recv() == bytes(200_000)
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_tls_client_refuses_an_untrusted_certificate(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], client_backend: str
+) -> None:
+    server_context, _ = tls
+    with running_server("asyncio", ssl=server_context) as server:
+        with (
+            pytest.raises((ssl.SSLError, HandshakeError, OSError)),
+            client(client_backend, server.url(scheme="wss"), ssl=ssl.create_default_context()),
+        ):
+            pass
+
+
+# -- the client's side ---------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections; optionally completes the handshake; then says nothing."""
+
+    def __init__(self, handshake: bool) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handshake = handshake
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from wsproto_core.handshake import accept_token
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            if self.handshake:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(4096)
+                key = next(
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"sec-websocket-key")
+                )
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + accept_token(key).encode()
+                    + b"\r\n\r\n"
+                )
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_client_open_timeout(client_backend: str) -> None:
+    silent = SilentServer(handshake=False)
+    try:
+        start = time.monotonic()
+        with (
+            pytest.raises(HandshakeError, match="timed out"),
+            client(client_backend, f"ws://127.0.0.1:{silent.port}/", open_timeout=0.3),
+        ):
+            pass
+        assert time.monotonic() - start < 5
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_client_keepalive_detects_a_dead_server(client_backend: str) -> None:
+    silent = SilentServer(handshake=True)
+    try:
+        with client(
+            client_backend,
+            f"ws://127.0.0.1:{silent.port}/",
+            ping_interval=0.2,
+            ping_timeout=0.3,
+            close_timeout=0.3,
+        ) as ws:
+            with pytest.raises(ConnectionClosedError) as caught:
+                ws.recv()
+            assert caught.value.code == 1011
+    finally:
+        silent.close()
