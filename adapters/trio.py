@@ -301,7 +301,7 @@ class WebSocket:
     async def _read_some(self) -> bool:
         """Read once (or run a due timer); False when the connection is over."""
         deadline = self._core.next_deadline(trio.current_time())
-        data = b""
+        data: bytes | bytearray = b""
         with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._read_scope = scope
             try:

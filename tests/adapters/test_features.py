@@ -73,11 +73,13 @@ def test_keepalive_fails_a_dead_client_with_1011(backend: str) -> None:
 
 @backends
 def test_keepalive_keeps_a_live_client(backend: str) -> None:
-    with running_server(backend, ping_interval=0.1, ping_timeout=0.3) as server:
-        with client("asyncio", server.url()) as ws:  # answers pings automatically
-            time.sleep(1.0)
-            ws.send("still here")
-            assert ws.recv() == "still here"
+    with (
+        running_server(backend, ping_interval=0.1, ping_timeout=0.3) as server,
+        client("asyncio", server.url()) as ws,  # answers pings automatically
+    ):
+        time.sleep(1.0)
+        ws.send("still here")
+        assert ws.recv() == "still here"
 
 
 @backends
@@ -196,7 +198,7 @@ def tls() -> Iterator[tuple[ssl.SSLContext, ssl.SSLContext]]:
     authority.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
     client_context = ssl.create_default_context()
     authority.configure_trust(client_context)
-    yield server_context, client_context
+    return server_context, client_context
 
 
 @pytest.mark.parametrize("server_backend", BACKENDS)
@@ -220,12 +222,12 @@ def test_tls_client_refuses_an_untrusted_certificate(
     tls: tuple[ssl.SSLContext, ssl.SSLContext], client_backend: str
 ) -> None:
     server_context, _ = tls
-    with running_server("asyncio", ssl=server_context) as server:
-        with (
-            pytest.raises((ssl.SSLError, HandshakeError, OSError)),
-            client(client_backend, server.url(scheme="wss"), ssl=ssl.create_default_context()),
-        ):
-            pass
+    with (
+        running_server("asyncio", ssl=server_context) as server,
+        pytest.raises((ssl.SSLError, HandshakeError, OSError)),
+        client(client_backend, server.url(scheme="wss"), ssl=ssl.create_default_context()),
+    ):
+        pass
 
 
 # -- the client's side ---------------------------------------------------------
