@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -167,7 +168,7 @@ class WebSocket:
                 self._process(self._core.receive_data(b""))
                 self._lock.release()  # writing takes the write lock, then this one
                 try:
-                    with self._write_lock:
+                    with self._writing():
                         self._write_pending()
                 finally:
                     self._lock.acquire()
@@ -208,7 +209,7 @@ class WebSocket:
             self._send_frame(b"" if previous is None else previous, final=True)
 
     def _send_frame(self, message: Message, *, final: bool) -> None:
-        with self._write_lock:
+        with self._writing():
             with self._lock:
                 if self._core.state is not State.OPEN:
                     raise self._closed_error()
@@ -224,7 +225,7 @@ class WebSocket:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
         payload = os.urandom(4) if data is None else bytes(data)
         deadline = None if timeout is None else _now() + timeout
-        with self._write_lock:
+        with self._writing():
             with self._lock:
                 if payload in self._pings:
                     raise ConcurrencyError("already waiting for a pong to this payload")
@@ -253,7 +254,7 @@ class WebSocket:
             self._closed.wait()
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        with self._write_lock:
+        with self._writing():
             with self._lock:
                 if self._core.state is not State.OPEN:
                     if self._core.state is State.CONNECTING:
@@ -291,6 +292,39 @@ class WebSocket:
             self._abort()
         if should_close:
             self._abort()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the write lock as a sender (waiting for it), then release it
+        the way every writer must: see `_release_writer`."""
+        self._write_lock.acquire()
+        try:
+            yield
+        finally:
+            self._release_writer()
+
+    def _flush_from_reader(self) -> None:
+        """The reader's write: never wait behind a sender.
+
+        If a sender holds the write lock, it writes what we queued (pongs,
+        close replies) after its own frames, see `_release_writer`; waiting
+        for it instead could leave both peers writing and neither reading.
+        """
+        if self._write_lock.acquire(blocking=False):
+            self._write_pending()
+            self._release_writer()
+
+    def _release_writer(self) -> None:
+        """Release the write lock, then pick up what a reader queued while
+        we held it and could not wait for us."""
+        while True:
+            self._write_lock.release()
+            with self._lock:
+                if not self._core.has_data_to_send:
+                    return
+            if not self._write_lock.acquire(blocking=False):
+                return  # someone else writes now, and will look again when done
+            self._write_pending()
 
     def _abort(self) -> None:
         """Close the socket; the reader thread sees it and finishes up."""
@@ -343,10 +377,9 @@ class WebSocket:
         timeout = None if deadline is None else max(0.0, deadline - _now())
         if selector.select(timeout):
             return True
-        with self._write_lock:
-            with self._lock:
-                self._process(self._core.handle_timeout(_now()))
-            self._write_pending()
+        with self._lock:
+            self._process(self._core.handle_timeout(_now()))
+        self._flush_from_reader()
         return False
 
     def _read_once(self) -> bool:
@@ -355,14 +388,13 @@ class WebSocket:
             data = self._sock.recv(READ_SIZE)
         except (OSError, ssl_module.SSLError):
             data = b""
-        with self._write_lock:
-            with self._lock:
-                if data:
-                    self._process(self._core.receive_data(data))
-                else:
-                    self._process(self._core.receive_eof())
-                done = self._core.should_close_transport or not data
-            self._write_pending()
+        with self._lock:
+            if data:
+                self._process(self._core.receive_data(data))
+            else:
+                self._process(self._core.receive_eof())
+            done = self._core.should_close_transport or not data
+        self._flush_from_reader()
         return not done
 
     def _wait_for_room(self) -> None:
@@ -375,10 +407,9 @@ class WebSocket:
                 timeout = None if deadline is None else max(0.0, deadline - _now())
                 if self._changed.wait(timeout):
                     continue
-            with self._write_lock:
-                with self._lock:
-                    self._process(self._core.handle_timeout(_now()))
-                self._write_pending()
+            with self._lock:
+                self._process(self._core.handle_timeout(_now()))
+            self._flush_from_reader()
             if self._core.should_close_transport:
                 return
 
@@ -407,7 +438,7 @@ class WebSocket:
         selector = selectors.DefaultSelector()
         selector.register(self._sock, selectors.EVENT_READ)
         try:
-            with self._write_lock:
+            with self._writing():
                 self._write_pending()  # the client's request
             answered = False
             while not self._core.should_close_transport and self._core.state is State.CONNECTING:
@@ -416,7 +447,7 @@ class WebSocket:
                 self._read_once()
                 if self.request is not None and on_request is not None and not answered:
                     answered = True
-                    with self._write_lock:
+                    with self._writing():
                         with self._lock:
                             if on_request(self.request):
                                 self._accepted = True

@@ -240,15 +240,21 @@ class WebSocket:
 
     # -- driving the core ----------------------------------------------------
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, wait: bool = True) -> None:
         """Write what the core queued, close if it says so, move the reader's
         deadline to the core's next one.
 
-        Whatever other tasks queue while we write is written too, and the
-        decision to close is taken with the last bytes in hand: deciding
-        after an await could close the stream on a close reply that another
-        task queued but had not written yet.
+        The reader flushes with wait=False: if a sender is writing, the
+        sender's drain loop takes the reader's pongs and close replies too,
+        and the reader goes back to reading. A reader that waited here could
+        sit behind a large send to a peer that is itself waiting for us to
+        read: both sides writing, neither reading.
+
+        Whatever others queue while we write is written too, and the decision
+        to close is taken with the last bytes in hand (no await in between).
         """
+        if not wait and self._send_lock.locked():
+            return
         async with self._send_lock:
             while True:
                 data = self._core.data_to_send()
@@ -315,7 +321,7 @@ class WebSocket:
             self._process(self._core.receive_data(data))
         else:
             self._process(self._core.receive_eof())
-        await self._flush()
+        await self._flush(wait=False)
         return not self._core.should_close_transport and bool(data or scope.cancelled_caught)
 
     async def _wait_for_room(self) -> None:
@@ -326,7 +332,7 @@ class WebSocket:
                 await self._room.wait()
                 continue
             self._process(self._core.handle_timeout(trio.current_time()))
-            await self._flush()
+            await self._flush(wait=False)
 
     async def _run_reader(self) -> None:
         try:

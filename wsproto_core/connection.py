@@ -172,6 +172,11 @@ class Connection:
         reader = self._reader
         return self._reading_frames and reader is not None and reader.failure is not None
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether `data_to_send()` would return anything (without taking it)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Everything queued for the wire since the last call, in order."""
         out = self._out

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -62,9 +63,14 @@ def test_fragmented_messages_both_ways(server_backend: str, client_backend: str)
     ):
         ws.send_fragments(["Hel", "lo", " wörld"])
         assert "".join(ws.recv_streaming()) == "Hello wörld"  # type: ignore[arg-type]
+        # Send from another thread while reading here: a peer that echoes a
+        # large message to us while we do not read would (rightly) block
+        # once the bounded queues and socket buffers on both sides are full.
         big = [bytes([i]) * 100_000 for i in range(5)]
-        ws.send_fragments(big)
+        sender = threading.Thread(target=ws.send_fragments, args=(big,))
+        sender.start()
         assert ws.recv() == b"".join(big)
+        sender.join(10)
         ws.send_fragments([])  # an empty fragmented message is still a message
         assert ws.recv() == b""
 
