@@ -22,7 +22,7 @@ import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 from wsproto_core import (
     BytesFragment,
@@ -102,6 +102,8 @@ class WebSocket:
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._flush_scheduled = False
+        self._unflushed = 0  # bytes sent since the last write, for _flush_soon
         self._local_close: tuple[int, str] | None = None
         self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
@@ -136,6 +138,13 @@ class WebSocket:
 
     async def recv(self) -> Message:
         """The next whole message: str for text, bytes for binary."""
+        fragments = self._fragments
+        if fragments and fragments[0].final and not self._assembly.parts and not self._recv_busy:
+            # The common case, without the layers below: one whole message waiting.
+            whole = fragments.popleft().data
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            return whole
         if self._recv_busy:
             raise ConcurrencyError("recv() is already running in another task")
         self._recv_busy = True
@@ -181,11 +190,15 @@ class WebSocket:
             finally:
                 self._recv_waiter = None
         fragment = fragments.popleft()
-        if self._reading_paused and len(fragments) <= self._settings.max_queue // 2:
+        if self._reading_paused:
+            self._maybe_resume_reading()
+        return fragment
+
+    def _maybe_resume_reading(self) -> None:
+        if len(self._fragments) <= self._settings.max_queue // 2:
             self._reading_paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
-        return fragment
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -216,7 +229,19 @@ class WebSocket:
             core.send_bytes(message)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        self._flush()
+        self._flush_soon(len(message))
+
+    def _flush_soon(self, size: int) -> None:
+        """Write at the end of this loop iteration, so that a batch of sends
+        (an echo of 64 pipelined messages) costs one system call, not 64;
+        at once past `write_limit`, so a loop of sends that never yields
+        cannot buffer without bound."""
+        self._unflushed += size
+        if self._unflushed > self._settings.write_limit:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     async def send_fragments(self, fragments: Iterable[Message] | AsyncIterable[Message]) -> None:
         """Send one message made of `fragments` (all str or all bytes), one
@@ -286,6 +311,8 @@ class WebSocket:
 
     def _flush(self) -> None:
         """Write what the core queued, close if it says so, re-arm the timer."""
+        self._flush_scheduled = False
+        self._unflushed = 0
         core = self._core
         transport = self._transport
         chunks = core.chunks_to_send()
@@ -428,8 +455,8 @@ class _Protocol(asyncio.Protocol):
         self.data_received = ws._data_received  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.ws._connection_made(transport)
+        # Not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self.ws._connection_made(cast(asyncio.Transport, transport))
 
     def eof_received(self) -> bool:
         self.ws._eof_received()

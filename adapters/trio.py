@@ -343,6 +343,11 @@ class WebSocket:
         finally:
             if self._core.state is not State.CLOSED:
                 self._process(self._core.receive_eof())
+            # The last flush waits (a sender may hold the lock with our close
+            # reply still to write), but never longer than close_timeout.
+            with trio.CancelScope(shield=True) as final:
+                final.deadline = trio.current_time() + (self._settings.close_timeout or 10.0)
+                await self._flush()
             await self._abort()
             self._closed.set()
             self._arrived.set()
@@ -505,10 +510,17 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
         raise HandshakeError(None, "opening handshake timed out")
     if not opened:
         raise ws._outcome or HandshakeError(None, "connection closed during the handshake")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._run_reader)
-        try:
-            yield ws
-        finally:
-            with trio.CancelScope(shield=True):
-                await ws.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws._run_reader)
+            try:
+                yield ws
+            finally:
+                with trio.CancelScope(shield=True):
+                    await ws.close()
+    except BaseExceptionGroup as group:
+        # The reader's nursery wraps whatever the body raised; hand the
+        # caller its own exception (a ConnectionClosed, say), not a group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

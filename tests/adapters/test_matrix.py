@@ -165,3 +165,20 @@ def test_rejected_handshake_raises_with_status(server_backend: str, client_backe
             pass
         assert caught.value.status == 403
         assert b"origin not allowed" in caught.value.body
+
+
+def test_trio_connect_lets_the_bodys_exception_through() -> None:
+    """Not an ExceptionGroup from the reader's nursery: `except ConnectionClosed`
+    around `async with connect(...)` must work."""
+    import trio
+
+    from adapters import trio as ws_trio
+
+    async def run(port: int) -> None:
+        with pytest.raises(ConnectionClosedError) as caught:
+            async with ws_trio.connect(f"ws://127.0.0.1:{port}/close/4005/x") as ws:
+                await ws.recv()
+        assert caught.value.code == 4005
+
+    with running_server("asyncio") as server:
+        trio.run(run, server.port)

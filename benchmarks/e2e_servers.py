@@ -1,0 +1,226 @@
+"""Echo servers of every implementation the end-to-end benchmark compares.
+
+    python benchmarks/e2e_servers.py --impl ours-asyncio --port 9001
+
+Each prints "ready" once listening. Compression is off everywhere (ours has
+none yet; websockets and aiohttp enable it by default), message limits are
+lifted, and each server echoes text as text and binary as binary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+from typing import Any
+
+LIMIT = 64 << 20
+
+
+def raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+def run_asyncio(main: Any, uvloop: bool) -> None:
+    if uvloop:
+        import uvloop as uv
+
+        uv.run(main())
+    else:
+        asyncio.run(main())
+
+
+def ours_asyncio(port: int, uvloop: bool) -> None:
+    from adapters import asyncio as ws
+
+    async def echo(conn: ws.WebSocket) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    async def main() -> None:
+        await ws.serve(echo, "127.0.0.1", port, max_message_size=LIMIT, ping_interval=None)
+        ready()
+        await forever()
+
+    run_asyncio(main, uvloop)
+
+
+def ours_trio(port: int) -> None:
+    import trio
+
+    from adapters import trio as ws
+
+    async def echo(conn: ws.WebSocket) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: ws.serve(
+                    echo,
+                    "127.0.0.1",
+                    port,
+                    task_status=task_status,
+                    max_message_size=LIMIT,
+                    ping_interval=None,
+                )
+            )
+            ready()
+
+    trio.run(main)
+
+
+def ours_blocking(port: int) -> None:
+    from adapters import blocking as ws
+
+    def echo(conn: ws.WebSocket) -> None:
+        for message in conn:
+            conn.send(message)
+
+    server = ws.serve(echo, "127.0.0.1", port, max_message_size=LIMIT, ping_interval=None)
+    ready()
+    server.serve_forever()
+
+
+def websockets_asyncio(port: int, uvloop: bool) -> None:
+    from websockets.asyncio.server import serve
+
+    async def echo(conn: Any) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    async def main() -> None:
+        async with serve(
+            echo, "127.0.0.1", port, compression=None, max_size=LIMIT, ping_interval=None
+        ):
+            ready()
+            await forever()
+
+    run_asyncio(main, uvloop)
+
+
+def websockets_sync(port: int) -> None:
+    from websockets.sync.server import serve
+
+    def echo(conn: Any) -> None:
+        for message in conn:
+            conn.send(message)
+
+    with serve(echo, "127.0.0.1", port, compression=None, max_size=LIMIT) as server:
+        ready()
+        server.serve_forever()
+
+
+def aiohttp_server(port: int, uvloop: bool) -> None:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        conn = web.WebSocketResponse(compress=False, max_msg_size=LIMIT)
+        await conn.prepare(request)
+        async for message in conn:
+            if message.type == WSMsgType.TEXT:
+                await conn.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await conn.send_bytes(message.data)
+        return conn
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready()
+        await forever()
+
+    run_asyncio(main, uvloop)
+
+
+def picows_server(port: int, uvloop: bool) -> None:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        # Messages are single frames here (the load client sends no fragments).
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                transport.send(frame.msg_type, frame.get_payload_as_memoryview())
+
+    async def main() -> None:
+        await ws_create_server(lambda _: Echo(), "127.0.0.1", port, max_frame_size=LIMIT)
+        ready()
+        await forever()
+
+    run_asyncio(main, uvloop)
+
+
+def trio_websocket_server(port: int) -> None:
+    import trio
+    from trio_websocket import ConnectionClosed, serve_websocket
+
+    async def handler(request: Any) -> None:
+        conn = await request.accept()
+        try:
+            while True:
+                await conn.send_message(await conn.get_message())
+        except ConnectionClosed:
+            pass
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_websocket(
+                    handler,
+                    "127.0.0.1",
+                    port,
+                    ssl_context=None,
+                    max_message_size=LIMIT,
+                    task_status=task_status,
+                )
+            )
+            ready()
+
+    trio.run(main)
+
+
+IMPLEMENTATIONS = {
+    "ours-asyncio": lambda port: ours_asyncio(port, False),
+    "ours-asyncio-uvloop": lambda port: ours_asyncio(port, True),
+    "ours-trio": ours_trio,
+    "ours-blocking": ours_blocking,
+    "websockets": lambda port: websockets_asyncio(port, False),
+    "websockets-uvloop": lambda port: websockets_asyncio(port, True),
+    "websockets-threads": websockets_sync,
+    "aiohttp": lambda port: aiohttp_server(port, False),
+    "aiohttp-uvloop": lambda port: aiohttp_server(port, True),
+    "picows": lambda port: picows_server(port, False),
+    "picows-uvloop": lambda port: picows_server(port, True),
+    "trio-websocket": trio_websocket_server,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--impl", choices=list(IMPLEMENTATIONS), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    raise_fd_limit()
+    IMPLEMENTATIONS[args.impl](args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
