@@ -1,4 +1,7 @@
-"""The README's Python example must run as written."""
+"""The README's Python examples must run as written.
+
+Blocks fenced as `python` are run; blocks fenced as `py` are illustrations
+that would not return (a server that serves forever)."""
 
 from __future__ import annotations
 
