@@ -90,6 +90,9 @@ class WebSocket:
         self._opened = trio.Event()
         self._closed = trio.Event()
         self._read_scope: trio.CancelScope | None = None
+        self._writer_scope: trio.CancelScope | None = None
+        self._wake_writer = trio.Event()
+        self._unflushed = 0  # bytes sent since the last write
         self._local_close: tuple[int, str] | None = None
         self._outcome: HandshakeError | None = None
         self.request: HandshakeRequest | None = None
@@ -203,7 +206,14 @@ class WebSocket:
             core.send_bytes(message, final=final)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        await self._flush()
+        self._unflushed += len(message)
+        if self._writer_scope is None or self._unflushed > self._settings.write_limit:
+            await self._flush()  # no writer yet, or backpressure: write and wait
+        else:
+            # The writer task writes once this task yields, so a batch of
+            # sends (an echo of pipelined messages) is one write, not many.
+            self._wake_writer.set()
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     async def ping(self, data: bytes | None = None) -> float:
         payload = os.urandom(4) if data is None else bytes(data)
@@ -256,6 +266,7 @@ class WebSocket:
         if not wait and self._send_lock.locked():
             return
         async with self._send_lock:
+            self._unflushed = 0
             while True:
                 data = self._core.data_to_send()
                 should_close = self._core.should_close_transport
@@ -324,6 +335,19 @@ class WebSocket:
         await self._flush(wait=False)
         return not self._core.should_close_transport and bool(data or scope.cancelled_caught)
 
+    async def _run_writer(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write what senders queued, once they yield (see `_send_frame`)."""
+        with trio.CancelScope() as scope:
+            self._writer_scope = scope
+            task_status.started()
+            while True:
+                await self._wake_writer.wait()
+                self._wake_writer = trio.Event()
+                await self._flush()
+        self._writer_scope = None
+
     async def _wait_for_room(self) -> None:
         while len(self._fragments) >= self._settings.max_queue and not self._closed.is_set():
             self._room = trio.Event()
@@ -349,6 +373,10 @@ class WebSocket:
                 final.deadline = trio.current_time() + (self._settings.close_timeout or 10.0)
                 await self._flush()
             await self._abort()
+            # Only now: cancelled in the middle of a write, the writer would
+            # lose bytes it had already taken from the core (a close reply).
+            if self._writer_scope is not None:
+                self._writer_scope.cancel()
             self._closed.set()
             self._arrived.set()
             self._pong_arrived.set()
@@ -431,6 +459,7 @@ class Server:
                 )
             if opened:
                 async with trio.open_nursery() as nursery:
+                    await nursery.start(ws._run_writer)
                     nursery.start_soon(ws._run_reader)
                     await self._run_handler(ws)
             else:
@@ -512,6 +541,7 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
         raise ws._outcome or HandshakeError(None, "connection closed during the handshake")
     try:
         async with trio.open_nursery() as nursery:
+            await nursery.start(ws._run_writer)
             nursery.start_soon(ws._run_reader)
             try:
                 yield ws
