@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 from wsproto_core import (
     BytesFragment,
     ClientConnection,
+    Connection,
     HandshakeRequest,
     HttpRequest,
     ServerConnection,
+    State,
     TextFragment,
 )
 from wsproto_core.frames import CloseCode
@@ -86,6 +88,46 @@ class ConcurrencyError(WebSocketAdapterError, RuntimeError):
 def closed_error(code: int | None, reason: str) -> ConnectionClosed:
     clean = code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD)
     return (ConnectionClosedOK if clean else ConnectionClosedError)(code, reason)
+
+
+class ConnectionView:
+    """The read-only face of a connection, the same in every adapter.
+
+    Each adapter says only how it knows its transport is gone."""
+
+    _core: Connection
+    _local_close: tuple[int, str] | None
+
+    def _transport_gone(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - each adapter implements it
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._core.subprotocol
+
+    @property
+    def state(self) -> State:
+        return self._core.state
+
+    @property
+    def close_code(self) -> int | None:
+        """How the connection ended: the peer's close code, ours if it
+        failed, 1006 if no close frame was exchanged; None while open."""
+        if self._core.close_code is None and self._transport_gone():
+            return 1006
+        return self._core.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._core.close_reason
+
+    def _is_over(self) -> bool:
+        return self._core.state is State.CLOSED or self._transport_gone()
+
+    def _closed_error(self) -> ConnectionClosed:
+        if self.close_code is None and self._local_close is not None:
+            return closed_error(*self._local_close)  # we are closing
+        return closed_error(self.close_code, self.close_reason)
 
 
 # -- options -----------------------------------------------------------------

@@ -48,6 +48,7 @@ from ._common import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    ConnectionView,
     Fragment,
     HandshakeError,
     Message,
@@ -56,7 +57,6 @@ from ._common import (
     Settings,
     answer_handshake,
     answer_http,
-    closed_error,
     new_client_core,
     parse_uri,
 )
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
-class WebSocket:
+class WebSocket(ConnectionView):
     """One WebSocket connection, either role.
 
     `recv()` / `async for` return whole messages; `recv_streaming()` yields
@@ -111,30 +111,8 @@ class WebSocket:
 
     # -- what the application sees ------------------------------------------
 
-    @property
-    def subprotocol(self) -> str | None:
-        return self._core.subprotocol
-
-    @property
-    def state(self) -> State:
-        return self._core.state
-
-    @property
-    def close_code(self) -> int | None:
-        """How the connection ended: the peer's close code, ours if it
-        failed, 1006 if no close frame was exchanged; None while open."""
-        if self._core.close_code is None and self._closed.done():
-            return 1006
-        return self._core.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._core.close_reason
-
-    def _closed_error(self) -> ConnectionClosed:
-        if self.close_code is None and self._local_close is not None:
-            return closed_error(*self._local_close)  # we are closing
-        return closed_error(self.close_code, self.close_reason)
+    def _transport_gone(self) -> bool:
+        return self._closed.done()
 
     async def recv(self) -> Message:
         """The next whole message: str for text, bytes for binary."""
@@ -181,7 +159,7 @@ class WebSocket:
             if self._core.failure_pending:  # the application has had its messages
                 self._process(self._core.receive_data(b""))
                 self._flush()
-            if self._core.state is State.CLOSED or self._closed.done():
+            if self._is_over():
                 raise self._closed_error()
             waiter = self._loop.create_future()
             self._recv_waiter = waiter

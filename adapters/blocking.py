@@ -54,6 +54,7 @@ from ._common import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    ConnectionView,
     Fragment,
     HandshakeError,
     Message,
@@ -63,7 +64,6 @@ from ._common import (
     answer_handshake,
     answer_http,
     answer_pings,
-    closed_error,
     new_client_core,
     parse_uri,
 )
@@ -75,7 +75,7 @@ Handler = Callable[["WebSocket"], None]
 _now = time.monotonic
 
 
-class WebSocket:
+class WebSocket(ConnectionView):
     """One WebSocket connection, either role, safe to use from several threads."""
 
     def __init__(self, sock: socket.socket, core: Connection, settings: Settings) -> None:
@@ -84,7 +84,9 @@ class WebSocket:
         self._settings = settings
         self._lock = threading.Lock()  # guards the core and the queue
         self._changed = threading.Condition(self._lock)  # queue or state changed
-        self._write_lock = threading.Lock()  # keeps bytes in the order the core made them
+        # Keeps bytes in the order the core made them. Re-entrant because
+        # closing (_finish) may happen inside a write that decided to close.
+        self._write_lock = threading.RLock()
         self._message_lock = threading.Lock()  # one message at a time, fragments included
         self._fragments: deque[Fragment] = deque()
         self._assembly = Reassembly()
@@ -93,6 +95,7 @@ class WebSocket:
         self._closed = threading.Event()
         self._local_close: tuple[int, str] | None = None
         self._reader: threading.Thread | None = None
+        self._finishing = False
         self._accepted = False
         self._outcome: HandshakeError | None = None
         self.request: HandshakeRequest | None = None
@@ -102,31 +105,8 @@ class WebSocket:
 
     # -- what the application sees ------------------------------------------
 
-    @property
-    def subprotocol(self) -> str | None:
-        return self._core.subprotocol
-
-    @property
-    def state(self) -> State:
-        return self._core.state
-
-    @property
-    def close_code(self) -> int | None:
-        if self._core.close_code is None and self._closed.is_set():
-            return 1006
-        return self._core.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._core.close_reason
-
-    def _is_over(self) -> bool:
-        return self._closed.is_set() or self._core.state is State.CLOSED
-
-    def _closed_error(self) -> ConnectionClosed:
-        if self.close_code is None and self._local_close is not None:
-            return closed_error(*self._local_close)
-        return closed_error(self.close_code, self.close_reason)
+    def _transport_gone(self) -> bool:
+        return self._closed.is_set()
 
     def recv(self, timeout: float | None = None) -> Message:
         """The next whole message; TimeoutError if none within `timeout` seconds."""
@@ -172,7 +152,7 @@ class WebSocket:
                         self._write_pending()
                 finally:
                     self._lock.acquire()
-            if self._core.state is State.CLOSED or self._closed.is_set():
+            if self._is_over():
                 raise self._closed_error()
             remaining = None if deadline is None else deadline - _now()
             if remaining is not None and remaining <= 0:
@@ -334,11 +314,25 @@ class WebSocket:
             self._finish()
 
     def _finish(self) -> None:
-        with self._lock:
-            if self._core.state is not State.CLOSED:
-                self._process(self._core.receive_eof())
-            self._closed.set()
-            self._changed.notify_all()
+        with self._lock:  # once, whoever gets here first (reader, sender, abort)
+            if self._finishing:
+                return
+            self._finishing = True
+        # Before the socket goes, let a sender finish the write it is in (it
+        # may carry the close reply the reader left to it) and write what is
+        # left, but never wait longer than close_timeout for a stuck peer.
+        writing = self._write_lock.acquire(timeout=self._settings.close_timeout or 10.0)
+        try:
+            if writing:
+                self._write_pending()
+            with self._lock:
+                if self._core.state is not State.CLOSED:
+                    self._process(self._core.receive_eof())
+                self._closed.set()
+                self._changed.notify_all()
+        finally:
+            if writing:
+                self._write_lock.release()
         self._sock.close()
 
     def _process(self, events: list[Event]) -> None:

@@ -51,6 +51,7 @@ from ._common import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    ConnectionView,
     Fragment,
     HandshakeError,
     Message,
@@ -60,7 +61,6 @@ from ._common import (
     answer_handshake,
     answer_http,
     answer_pings,
-    closed_error,
     new_client_core,
     parse_uri,
 )
@@ -71,7 +71,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
-class WebSocket:
+class WebSocket(ConnectionView):
     """One WebSocket connection, either role."""
 
     def __init__(self, stream: trio.abc.Stream, core: Connection, settings: Settings) -> None:
@@ -104,31 +104,8 @@ class WebSocket:
 
     # -- what the application sees ------------------------------------------
 
-    @property
-    def subprotocol(self) -> str | None:
-        return self._core.subprotocol
-
-    @property
-    def state(self) -> State:
-        return self._core.state
-
-    @property
-    def close_code(self) -> int | None:
-        if self._core.close_code is None and self._closed.is_set():
-            return 1006
-        return self._core.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._core.close_reason
-
-    def _is_over(self) -> bool:
-        return self._closed.is_set() or self._core.state is State.CLOSED
-
-    def _closed_error(self) -> ConnectionClosed:
-        if self.close_code is None and self._local_close is not None:
-            return closed_error(*self._local_close)
-        return closed_error(self.close_code, self.close_reason)
+    def _transport_gone(self) -> bool:
+        return self._closed.is_set()
 
     async def recv(self) -> Message:
         if self._recv_busy:
@@ -163,7 +140,7 @@ class WebSocket:
             if self._core.failure_pending:  # the application has had its messages
                 self._process(self._core.receive_data(b""))
                 await self._flush()
-            if self._core.state is State.CLOSED or self._closed.is_set():
+            if self._is_over():
                 raise self._closed_error()
             self._arrived = trio.Event()
             await self._arrived.wait()
