@@ -96,6 +96,7 @@ class WebSocket(ConnectionView):
         self._local_close: tuple[int, str] | None = None
         self._reader: threading.Thread | None = None
         self._finishing = False
+        self._app_busy = False  # a message was handed out and not yet answered
         self._accepted = False
         self._outcome: HandshakeError | None = None
         self.request: HandshakeRequest | None = None
@@ -143,6 +144,7 @@ class WebSocket(ConnectionView):
 
     def _next_fragment(self, deadline: float | None) -> Fragment:
         """Pop a fragment; the caller holds the lock."""
+        self._app_busy = False  # back for more: done with what it took before
         while not self._fragments:
             if self._core.failure_pending:  # the application has had its messages
                 self._process(self._core.receive_data(b""))
@@ -159,6 +161,7 @@ class WebSocket(ConnectionView):
                 raise TimeoutError("no message within the timeout")
             self._changed.wait(remaining)
         fragment = self._fragments.popleft()
+        self._app_busy = True
         self._changed.notify_all()  # room for the reader
         return fragment
 
@@ -384,7 +387,9 @@ class WebSocket(ConnectionView):
             data = b""
         with self._lock:
             if data:
-                self._process(self._core.receive_data(data))
+                # While the application holds a message it took but has not
+                # come back from, a violation waits for it (see _next_fragment).
+                self._process(self._core.receive_data(data, defer_failure=self._app_busy))
             else:
                 self._process(self._core.receive_eof())
             done = self._core.should_close_transport or not data

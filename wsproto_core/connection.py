@@ -196,16 +196,21 @@ class Connection:
 
     # -- input ---------------------------------------------------------------
 
-    def receive_data(self, data: Buffer) -> list[Event]:
+    def receive_data(self, data: Buffer, *, defer_failure: bool = False) -> list[Event]:
         """Feed bytes from the transport; never raises on anything the peer sent.
 
-        Any bytes-like object is accepted (bytes, bytearray, memoryview)."""
+        Any bytes-like object is accepted (bytes, bytearray, memoryview).
+        With `defer_failure`, a violation found in these bytes is held as
+        `failure_pending` even if no message came before it in this batch:
+        for an adapter whose application has a message in hand it has not
+        answered yet (a thread that took it, say), so that its answer goes
+        out before the close frame, as it would had the bytes come later."""
         if self._reading_frames:
             reader = self._reader
             assert reader is not None
             events = reader.feed(data)
             if reader.control_seen or reader.failure is not None:
-                self._react_to_frames(reader, events)
+                self._react_to_frames(reader, events, defer_failure)
             return events
         if self._state is State.CONNECTING:
             return self._receive_handshake_data(data)
@@ -232,7 +237,9 @@ class Connection:
     def _receive_handshake_eof(self, events: list[Event]) -> None:
         raise NotImplementedError  # pragma: no cover - each role implements it
 
-    def _react_to_frames(self, reader: FrameReader, events: list[Event]) -> None:
+    def _react_to_frames(
+        self, reader: FrameReader, events: list[Event], defer_failure: bool = False
+    ) -> None:
         """Do what the RFC asks when control frames or an error arrive."""
         if reader.control_seen:
             reader.control_seen = False
@@ -247,7 +254,7 @@ class Connection:
                 elif type(event) is CloseReceived:
                     self._close_received(event)
         if reader.failure is not None:
-            if any(type(event) in _DATA_EVENTS for event in events):
+            if defer_failure or any(type(event) in _DATA_EVENTS for event in events):
                 return  # reported by the next call: see `failure_pending`
             self._fail(reader.failure.code, reader.failure.reason, events)
 

@@ -442,3 +442,15 @@ def test_failure_without_messages_before_it_is_immediate() -> None:
     events = server.receive_data(frame(0x9, b"p") + frame(0x3, b""))
     assert events == [Ping(payload=b"p"), ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
     assert not server.failure_pending
+
+
+def test_defer_failure_holds_a_violation_for_the_next_call() -> None:
+    """A threaded adapter whose application took a message but has not
+    answered it yet: the violation waits, the answer goes out first."""
+    server = open_server()
+    assert server.receive_data(frame(0x1, b"Hello")) == [TextMessage(data="Hello")]
+    assert server.receive_data(frame(0x3, b""), defer_failure=True) == []
+    assert server.failure_pending
+    server.send_text("Hello")
+    assert server.receive_data(b"") == [ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
+    assert server.data_to_send().startswith(b"\x81\x05Hello\x88")
