@@ -109,6 +109,9 @@ def pipelined(port: int, size: int, seconds: float) -> float:
             batch = WINDOW - (sent - done)
             outgoing = memoryview(frame * batch)
             sent += batch
+        # Register for writing before waiting, or a new batch waits for a
+        # reply that cannot come until it is sent.
+        selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if outgoing else 0))
         for _, events in selector.select(0.5):
             if events & selectors.EVENT_WRITE and outgoing:
                 with contextlib.suppress(BlockingIOError):
@@ -122,7 +125,6 @@ def pipelined(port: int, size: int, seconds: float) -> float:
                     raise ConnectionError("server closed")
                 received_bytes += len(data)
                 done = received_bytes // expect
-        selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if outgoing else 0))
     elapsed = time.perf_counter() - start
     sock.close()
     return done / elapsed
