@@ -192,17 +192,31 @@ class WebSocket(ConnectionView):
             self._send_frame(b"" if previous is None else previous, final=True)
 
     def _send_frame(self, message: Message, *, final: bool) -> None:
-        with self._writing():
+        # The hot path, so spelled out: one write-lock section, one core-lock
+        # section (queue the frame and take the bytes together), one write.
+        core = self._core
+        self._write_lock.acquire()
+        try:
             with self._lock:
-                if self._core.state is not State.OPEN:
+                if core.state is not State.OPEN:
                     raise self._closed_error()
                 if isinstance(message, str):
-                    self._core.send_text(message, final=final)
+                    core.send_text(message, final=final)
                 elif isinstance(message, bytes | bytearray | memoryview):
-                    self._core.send_bytes(message, final=final)
+                    core.send_bytes(message, final=final)
                 else:
                     raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-            self._write_pending()
+                chunks = core.chunks_to_send()
+                should_close = core.should_close_transport
+            try:
+                for chunk in chunks:
+                    self._sock.sendall(chunk)
+            except OSError:
+                should_close = True
+            if should_close:
+                self._abort()
+        finally:
+            self._release_writer()
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
@@ -300,11 +314,13 @@ class WebSocket(ConnectionView):
     def _release_writer(self) -> None:
         """Release the write lock, then pick up what a reader queued while
         we held it and could not wait for us."""
+        core = self._core
         while True:
             self._write_lock.release()
-            with self._lock:
-                if not self._core.has_data_to_send:
-                    return
+            # Unlocked read: the reader queues under the core lock *before*
+            # trying the write lock, so anything it gave up on is visible here.
+            if not core.has_data_to_send:
+                return
             if not self._write_lock.acquire(blocking=False):
                 return  # someone else writes now, and will look again when done
             self._write_pending()
