@@ -403,9 +403,11 @@ class WebSocket(ConnectionView):
             data = b""
         with self._lock:
             if data:
-                # While the application holds a message it took but has not
-                # come back from, a violation waits for it (see _next_fragment).
-                self._process(self._core.receive_data(data, defer_failure=self._app_busy))
+                # While the application has messages to take, or holds one it
+                # took but has not come back from, a violation waits for it
+                # (applied by _next_fragment once the queue is empty).
+                owed = self._app_busy or bool(self._fragments)
+                self._process(self._core.receive_data(data, defer_failure=owed))
             else:
                 self._process(self._core.receive_eof())
             done = self._core.should_close_transport or not data
