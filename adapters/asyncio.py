@@ -104,6 +104,7 @@ class WebSocket(ConnectionView):
         self._timer_at: float | None = None
         self._flush_scheduled = False
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
+        self._closing = False
         self._local_close: tuple[int, str] | None = None
         self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
@@ -293,13 +294,21 @@ class WebSocket(ConnectionView):
         self._unflushed = 0
         core = self._core
         transport = self._transport
-        chunks = core.chunks_to_send()
         if transport is None:
+            core.chunks_to_send()  # nowhere to write: drop
             return
-        if chunks:
-            transport.writelines(chunks)
-        if core.should_close_transport:
+        if not self._writing_paused or core.should_close_transport:
+            # While the transport is over write_limit, what we owe stays in
+            # the core (where pongs collapse into one) rather than here.
+            chunks = core.chunks_to_send()
+            if chunks:
+                transport.writelines(chunks)
+        if core.should_close_transport and not self._closing:
+            self._closing = True
             transport.close()
+            # close() waits for the buffer to drain; a peer that stopped
+            # reading would keep the connection forever.
+            self._loop.call_later(self._settings.close_timeout or 10.0, transport.abort)
         deadline = core.next_deadline(self._loop.time())
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -419,6 +428,7 @@ class WebSocket(ConnectionView):
 
     def _resume_writing(self) -> None:
         self._writing_paused = False
+        self._flush()  # what waited in the core while we were over the limit
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():

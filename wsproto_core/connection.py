@@ -127,6 +127,7 @@ class Connection:
         self._reading_frames = False
         self._sending_opcode = 0  # opcode of a fragmented message we are sending
         self._keepalive_payloads: set[bytes] = set()
+        self._waiting_pong: bytes | None = None  # our last pong, while still queued
         self._should_close_transport = False
         self._timers = TimerSet()
         self._timers.start(Timer.OPEN, _check_delay("open_timeout", open_timeout))
@@ -246,7 +247,7 @@ class Connection:
             for event in events:
                 if type(event) is Ping:
                     if self._state is State.OPEN:
-                        self._writer.write(Opcode.PONG, event.payload)
+                        self._queue_pong(event.payload)
                 elif type(event) is Pong:
                     if event.payload in self._keepalive_payloads:
                         self._keepalive_payloads.clear()
@@ -257,6 +258,18 @@ class Connection:
             if defer_failure or any(type(event) in _DATA_EVENTS for event in events):
                 return  # reported by the next call: see `failure_pending`
             self._fail(reader.failure.code, reader.failure.reason, events)
+
+    def _queue_pong(self, payload: bytes) -> None:
+        """Answer a ping; a pong still waiting at the end of the outbound
+        buffer is replaced rather than followed (RFC 6455 section 5.5.3 lets
+        an endpoint answer only the most recent ping). A peer that floods
+        pings without reading our pongs then costs one pending pong, not
+        memory in proportion to its pings."""
+        out = self._out
+        if out and out[-1] is self._waiting_pong:
+            out.pop()
+        self._writer.write(Opcode.PONG, payload)
+        self._waiting_pong = out[-1]
 
     def _close_received(self, event: CloseReceived) -> None:
         if self._state is State.OPEN:

@@ -305,3 +305,47 @@ def test_client_keepalive_detects_a_dead_server(client_backend: str) -> None:
             assert caught.value.code == 1011
     finally:
         silent.close()
+
+
+def flood_pings(sock: socket.socket, seconds: float) -> int:
+    """Send pings as fast as the server lets us, never reading; bytes sent."""
+    burst = masked(0x9, b"p" * 125) * 512
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    sent, offset = 0, 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            n = sock.send(burst[offset:])
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        sent += n
+        offset = (offset + n) % len(burst)
+    return sent
+
+
+def buffered_output(connection: object) -> int:
+    """Bytes a server connection holds for a peer: the core's queue, plus
+    the transport's buffer where there is one (asyncio)."""
+    core = connection._core  # type: ignore[attr-defined]
+    held = sum(len(chunk) for chunk in core._out)
+    transport = getattr(connection, "_transport", None)
+    if transport is not None:
+        held += transport.get_write_buffer_size()
+    return held
+
+
+@backends
+def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded(backend: str) -> None:
+    """Every ping we answer is a pong that waits for a peer that does not
+    read. Pending pongs collapse into the latest (RFC 6455 section 5.5.3),
+    so the flood costs reading time, not memory."""
+    with running_server(backend, write_limit=64 * 1024) as server:
+        sock = raw_upgrade(server.port, "/noread")
+        sent = flood_pings(sock, 2.0)
+        held = [buffered_output(c) for c in list(server.server.connections)]
+        sock.close()
+    assert sent > 1 << 20  # the flood really happened
+    assert held
+    assert max(held) < 1 << 20, held

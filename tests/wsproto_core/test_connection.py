@@ -454,3 +454,17 @@ def test_defer_failure_holds_a_violation_for_the_next_call() -> None:
     server.send_text("Hello")
     assert server.receive_data(b"") == [ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
     assert server.data_to_send().startswith(b"\x81\x05Hello\x88")
+
+
+def test_queued_pongs_collapse_into_the_latest() -> None:
+    """A ping flood that is not drained costs one pong (RFC 6455 5.5.3)."""
+    client, server = open_pair()
+    for i in range(1000):
+        server.receive_data(frame(0x9, str(i).encode()))
+    assert server.data_to_send() == b"\x8a\x03999"
+    server.receive_data(frame(0x9, b"a"))
+    server.send_text("between")
+    server.receive_data(frame(0x9, b"b"))
+    server.receive_data(frame(0x9, b"c"))
+    events = client.receive_data(server.data_to_send())
+    assert events == [Pong(payload=b"a"), TextMessage(data="between"), Pong(payload=b"c")]
