@@ -105,6 +105,7 @@ class WebSocket(ConnectionView):
         self._flush_scheduled = False
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
         self._closing = False
+        self._pong_paused = False  # reading paused for pongs we cannot write
         self._local_close: tuple[int, str] | None = None
         self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
@@ -176,7 +177,7 @@ class WebSocket(ConnectionView):
     def _maybe_resume_reading(self) -> None:
         if len(self._fragments) <= self._settings.max_queue // 2:
             self._reading_paused = False
-            if self._transport is not None:
+            if self._transport is not None and not self._pong_paused:
                 self._transport.resume_reading()
 
     def __aiter__(self) -> AsyncIterator[Message]:
@@ -298,11 +299,14 @@ class WebSocket(ConnectionView):
             core.chunks_to_send()  # nowhere to write: drop
             return
         if not self._writing_paused or core.should_close_transport:
-            # While the transport is over write_limit, what we owe stays in
-            # the core (where pongs collapse into one) rather than here.
             chunks = core.chunks_to_send()
             if chunks:
                 transport.writelines(chunks)
+        elif core.unsent_pong_bytes > self._settings.write_limit and not self._pong_paused:
+            # Over write_limit, output waits in the core; a peer that keeps
+            # pinging without reading would grow it, so stop reading it.
+            self._pong_paused = True
+            transport.pause_reading()
         if core.should_close_transport and not self._closing:
             self._closing = True
             transport.close()
@@ -429,6 +433,10 @@ class WebSocket(ConnectionView):
     def _resume_writing(self) -> None:
         self._writing_paused = False
         self._flush()  # what waited in the core while we were over the limit
+        if self._pong_paused:
+            self._pong_paused = False
+            if not self._reading_paused and self._transport is not None:
+                self._transport.resume_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():

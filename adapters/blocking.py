@@ -307,9 +307,14 @@ class WebSocket(ConnectionView):
         close replies) after its own frames, see `_release_writer`; waiting
         for it instead could leave both peers writing and neither reading.
         """
-        if self._write_lock.acquire(blocking=False):
-            self._write_pending()
-            self._release_writer()
+        if not self._write_lock.acquire(blocking=False):
+            if self._core.unsent_pong_bytes <= self._settings.write_limit:
+                return
+            # Pongs we cannot write keep piling up (a peer pinging without
+            # reading): stop reading until the sender's write gets through.
+            self._write_lock.acquire()
+        self._write_pending()
+        self._release_writer()
 
     def _release_writer(self) -> None:
         """Release the write lock, then pick up what a reader queued while

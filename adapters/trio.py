@@ -240,8 +240,12 @@ class WebSocket(ConnectionView):
         Whatever others queue while we write is written too, and the decision
         to close is taken with the last bytes in hand (no await in between).
         """
-        if not wait and self._send_lock.locked():
-            return
+        if (
+            not wait
+            and self._send_lock.locked()
+            and self._core.unsent_pong_bytes <= self._settings.write_limit
+        ):
+            return  # past write_limit of owed pongs, even the reader waits
         async with self._send_lock:
             self._unflushed = 0
             while True:

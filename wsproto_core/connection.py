@@ -127,7 +127,7 @@ class Connection:
         self._reading_frames = False
         self._sending_opcode = 0  # opcode of a fragmented message we are sending
         self._keepalive_payloads: set[bytes] = set()
-        self._waiting_pong: bytes | None = None  # our last pong, while still queued
+        self._unsent_pong_bytes = 0
         self._should_close_transport = False
         self._timers = TimerSet()
         self._timers.start(Timer.OPEN, _check_delay("open_timeout", open_timeout))
@@ -174,6 +174,16 @@ class Connection:
         return self._reading_frames and reader is not None and reader.failure is not None
 
     @property
+    def unsent_pong_bytes(self) -> int:
+        """Bytes of pongs queued and not yet taken by `data_to_send()`.
+
+        Each is owed (Autobahn expects every ping answered), so a peer that
+        floods pings while not reading would grow this without bound; an
+        adapter that cannot write should stop reading once it passes its
+        write limit."""
+        return self._unsent_pong_bytes
+
+    @property
     def has_data_to_send(self) -> bool:
         """Whether `data_to_send()` would return anything (without taking it)."""
         return bool(self._out)
@@ -185,6 +195,7 @@ class Connection:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._unsent_pong_bytes = 0
         return data
 
     def chunks_to_send(self) -> list[bytes]:
@@ -193,6 +204,7 @@ class Connection:
         then reaches the kernel without being copied once more."""
         chunks = self._out[:]
         self._out.clear()
+        self._unsent_pong_bytes = 0
         return chunks
 
     # -- input ---------------------------------------------------------------
@@ -260,16 +272,10 @@ class Connection:
             self._fail(reader.failure.code, reader.failure.reason, events)
 
     def _queue_pong(self, payload: bytes) -> None:
-        """Answer a ping; a pong still waiting at the end of the outbound
-        buffer is replaced rather than followed (RFC 6455 section 5.5.3 lets
-        an endpoint answer only the most recent ping). A peer that floods
-        pings without reading our pongs then costs one pending pong, not
-        memory in proportion to its pings."""
+        """Answer a ping, counting what we owe: see `unsent_pong_bytes`."""
         out = self._out
-        if out and out[-1] is self._waiting_pong:
-            out.pop()
         self._writer.write(Opcode.PONG, payload)
-        self._waiting_pong = out[-1]
+        self._unsent_pong_bytes += len(out[-1])
 
     def _close_received(self, event: CloseReceived) -> None:
         if self._state is State.OPEN:

@@ -339,8 +339,8 @@ def buffered_output(connection: object) -> int:
 @backends
 def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded(backend: str) -> None:
     """Every ping we answer is a pong that waits for a peer that does not
-    read. Pending pongs collapse into the latest (RFC 6455 section 5.5.3),
-    so the flood costs reading time, not memory."""
+    read; once the pongs we owe pass write_limit, the server stops reading
+    that peer instead of queueing more."""
     with running_server(backend, write_limit=64 * 1024) as server:
         sock = raw_upgrade(server.port, "/noread")
         sent = flood_pings(sock, 2.0)

@@ -148,10 +148,9 @@ class BackToBack(RuleBasedStateMachine):
         for side in ("client", "server"):
             got, sent = self.received[other(side)], self.sent[side]
             assert got == sent[: len(got)]
-            # Pongs answer our pings in order, possibly skipping some: a
-            # pong may answer only the latest of several (RFC 6455 5.5.3).
-            # Keepalive pongs are filtered out: their random 4-byte payloads
-            # are not in our list.
+            # Pongs answer our pings in order (RFC 6455 5.5.3 would let a
+            # peer skip some, so only the order is required). Keepalive pongs
+            # are filtered out: their random 4-byte payloads are not ours.
             ours = [p for p in self.pongs[side] if p in self.pings[side]]
             position = 0
             for payload in ours:
