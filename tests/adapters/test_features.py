@@ -149,9 +149,10 @@ def test_plain_http_on_the_same_port(backend: str) -> None:
         assert http_get(server.port, "/").startswith(b"HTTP/1.1 426")
 
 
-def flood(sock: socket.socket, seconds: float) -> int:
-    """Send 1 MiB messages for `seconds`, as fast as the server lets us; bytes sent."""
-    message = masked(0x2, bytes(1 << 20))
+def flood(sock: socket.socket, seconds: float, message: bytes | None = None) -> int:
+    """Send `message` (default: a 1 MiB binary frame) over and over for
+    `seconds`, as fast as the server lets us, never reading; bytes sent."""
+    message = masked(0x2, bytes(1 << 20)) if message is None else message
     sock.setblocking(False)
     sent, offset = 0, 0
     deadline = time.monotonic() + seconds
@@ -307,24 +308,6 @@ def test_client_keepalive_detects_a_dead_server(client_backend: str) -> None:
         silent.close()
 
 
-def flood_pings(sock: socket.socket, seconds: float) -> int:
-    """Send pings as fast as the server lets us, never reading; bytes sent."""
-    burst = masked(0x9, b"p" * 125) * 512
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.setblocking(False)
-    sent, offset = 0, 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            n = sock.send(burst[offset:])
-        except BlockingIOError:
-            time.sleep(0.01)
-            continue
-        sent += n
-        offset = (offset + n) % len(burst)
-    return sent
-
-
 def buffered_output(connection: object) -> int:
     """Bytes a server connection holds for a peer: the core's queue, plus
     the transport's buffer where there is one (asyncio)."""
@@ -343,7 +326,8 @@ def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded(backend: str) -> N
     that peer instead of queueing more."""
     with running_server(backend, write_limit=64 * 1024) as server:
         sock = raw_upgrade(server.port, "/noread")
-        sent = flood_pings(sock, 2.0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sent = flood(sock, 2.0, masked(0x9, b"p" * 125) * 512)
         held = [buffered_output(c) for c in list(server.server.connections)]
         sock.close()
     assert sent > 1 << 20  # the flood really happened
