@@ -385,6 +385,8 @@ class WebSocket(ConnectionView):
             return
         self._opened.set_result(None)
         self.handler_task = self._loop.create_task(server.run_handler(self))
+        server.handler_tasks.add(self.handler_task)
+        self.handler_task.add_done_callback(server.handler_tasks.discard)
         self._process(self._core.receive_data(b""))  # frames the client sent early
 
     # -- transport callbacks (through _Protocol) -----------------------------
@@ -499,6 +501,9 @@ class Server:
         self.connections: set[WebSocket] = set()
         self._listener: asyncio.Server | None = None
         self._closing = False
+        # Handlers outlive their connection's entry in `connections` (a
+        # peer that left); close() must still cancel them.
+        self.handler_tasks: set[asyncio.Task[None]] = set()
 
     def track(self, ws: WebSocket) -> None:
         self.admission.enter(_ip_of(ws.remote_address))
@@ -554,7 +559,7 @@ class Server:
         for ws in connections:
             ws.close_nowait(code, reason)
         waits = [asyncio.ensure_future(ws.wait_closed()) for ws in connections]
-        handlers = [ws.handler_task for ws in connections if ws.handler_task is not None]
+        handlers = list(self.handler_tasks)
         if waits:
             await asyncio.wait(waits, timeout=self.settings.close_timeout)
             for wait in waits:

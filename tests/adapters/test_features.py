@@ -333,3 +333,29 @@ def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded(backend: str) -> N
     assert sent > 1 << 20  # the flood really happened
     assert held
     assert max(held) < 1 << 20, held
+
+
+def test_asyncio_server_close_cancels_handlers_of_connections_already_gone() -> None:
+    import asyncio
+
+    from adapters import asyncio as ws_asyncio
+
+    async def run() -> None:
+        cancelled = asyncio.Event()
+
+        async def idle(ws: ws_asyncio.WebSocket) -> None:
+            try:
+                await asyncio.sleep(60)  # never touches the connection again
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        server = await ws_asyncio.serve(idle, "127.0.0.1", 0)
+        sock = await asyncio.to_thread(raw_upgrade, server.port, "/")
+        sock.close()  # the peer leaves; the handler sleeps on
+        await asyncio.sleep(0.2)
+        assert not server.connections
+        await server.close()
+        assert cancelled.is_set()
+
+    asyncio.run(run())
