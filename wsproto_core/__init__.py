@@ -6,6 +6,7 @@ or a clock: see README.md for the loop an adapter runs around it.
 
 from .client import ClientConnection
 from .connection import Connection, ConnectionOptions, State
+from .deflate import PerMessageDeflate
 from .errors import LocalProtocolError, WebSocketError
 from .events import (
     BytesFragment,
@@ -47,6 +48,7 @@ __all__ = [
     "HttpRequest",
     "LocalProtocolError",
     "Opcode",
+    "PerMessageDeflate",
     "Ping",
     "Pong",
     "ServerConnection",

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Unpack
 
 from .connection import Connection, ConnectionOptions
+from .deflate import client_agreement, client_offers
 from .errors import HandshakeViolation
 from .events import Event, HandshakeAccepted, HandshakeRejected
 from .frames import CloseCode
@@ -40,7 +41,12 @@ class ClientConnection(Connection):
         **options: Unpack[ConnectionOptions],
     ) -> None:
         super().__init__(client=True, **options)
-        self._offer = ClientOffer(key=make_key(), subprotocols=tuple(subprotocols), extensions=())
+        settings = self.compression_settings
+        self._offer = ClientOffer(
+            key=make_key(),
+            subprotocols=tuple(subprotocols),
+            extensions=() if settings is None else client_offers(settings),
+        )
         self._out.append(
             build_client_request(
                 host=host,
@@ -77,7 +83,9 @@ class ClientConnection(Connection):
             self._read_rejection_body(events, eof=False)
             return
         subprotocol, extensions = check_accept_response(head, self._offer)
-        self._open(subprotocol, extensions)
+        settings = self.compression_settings
+        agreement = None if settings is None else client_agreement(extensions, settings)
+        self._open(subprotocol, extensions, agreement)
         events.append(
             HandshakeAccepted(subprotocol=subprotocol, extensions=extensions, headers=head.headers)
         )

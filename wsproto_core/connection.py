@@ -14,6 +14,8 @@ import enum
 import os
 from typing import TypedDict
 
+from .compression import MessageCompressor, MessageDecompressor
+from .deflate import ZLIB_MIN_WINDOW_BITS, Agreement, PerMessageDeflate
 from .errors import LocalProtocolError
 from .events import (
     BytesFragment,
@@ -51,6 +53,7 @@ class ConnectionOptions(TypedDict, total=False):
     ping_interval: float | None
     ping_timeout: float | None
     close_timeout: float | None
+    compression: PerMessageDeflate | None
 
 
 class State(enum.Enum):
@@ -61,6 +64,7 @@ class State(enum.Enum):
 
 
 _TEXT, _BINARY, _CONT = int(Opcode.TEXT), int(Opcode.BINARY), int(Opcode.CONTINUATION)
+_RSV1 = 0x40
 _OPEN = State.OPEN
 _DATA_EVENTS = (TextMessage, BytesMessage, TextFragment, BytesFragment)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -94,6 +98,10 @@ class Connection:
 
     `streaming=True` delivers TextFragment/BytesFragment as payload arrives
     instead of whole messages.
+
+    `compression`: permessage-deflate settings to offer (client) or accept
+    (server); None, the default here, leaves the extension out. With it,
+    `max_message_size` bounds the decompressed size.
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class Connection:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float | None = 10.0,
+        compression: PerMessageDeflate | None = None,
     ) -> None:
         self._client = client
         self.max_message_size = _check_size("max_message_size", max_message_size)
@@ -119,6 +128,12 @@ class Connection:
         self._ping_interval = _check_delay("ping_interval", ping_interval)
         self._ping_timeout = _check_delay("ping_timeout", ping_timeout)
         self._close_timeout = _check_delay("close_timeout", close_timeout)
+        if compression is not None and not isinstance(compression, PerMessageDeflate):
+            raise TypeError("compression takes PerMessageDeflate(...) or None")
+        self.compression_settings = compression
+        self._compressor: MessageCompressor | None = None
+        self._min_compressed_size = 0
+        self._sending_rsv = 0  # RSV1 while a compressed fragmented message is being sent
 
         self._state = State.CONNECTING
         self._out: list[bytes] = []
@@ -315,15 +330,35 @@ class Connection:
         self._timers.cancel_all()
         self._should_close_transport = True
 
-    def _open(self, subprotocol: str | None, extensions: tuple[ExtensionOffer, ...]) -> None:
+    def _open(
+        self,
+        subprotocol: str | None,
+        extensions: tuple[ExtensionOffer, ...],
+        agreement: Agreement | None = None,
+    ) -> None:
         self._state = State.OPEN
         self.subprotocol = subprotocol
         self.extensions = extensions
+        decompressor = None
+        settings = self.compression_settings
+        if agreement is not None and settings is not None:
+            decompressor = MessageDecompressor(
+                window_bits=agreement.receive_window_bits, reset=agreement.reset_receive
+            )
+            if agreement.send_window_bits >= ZLIB_MIN_WINDOW_BITS:
+                self._compressor = MessageCompressor(
+                    window_bits=agreement.send_window_bits,
+                    level=settings.level,
+                    mem_level=settings.mem_level,
+                    reset=agreement.reset_send,
+                )
+                self._min_compressed_size = settings.min_size
         self._reader = FrameReader(
             expect_masked=not self._client,
             max_message_size=self.max_message_size,
             max_frame_size=self.max_frame_size,
             streaming=self.streaming,
+            decompressor=decompressor,
         )
         self._reading_frames = True
         self._timers.cancel(Timer.OPEN)
@@ -337,35 +372,59 @@ class Connection:
                 raise LocalProtocolError("the opening handshake is not complete")
             raise LocalProtocolError(f"cannot send: the connection is {self._state.value}")
 
-    def send_text(self, data: str, *, final: bool = True) -> None:
-        """Send a text message, or with final=False the next fragment of one."""
+    def send_text(self, data: str, *, final: bool = True, compress: bool | None = None) -> None:
+        """Send a text message, or with final=False the next fragment of one.
+
+        `compress` matters only once permessage-deflate is negotiated: None
+        compresses messages of at least `min_size` bytes, True compresses
+        whatever the size, False sends this one plain. For a fragmented
+        message the first fragment decides for the whole message.
+        """
         if self._state is not _OPEN:
             self._require_open()
         if not isinstance(data, str):
             raise TypeError(f"send_text takes str, not {type(data).__name__}")
-        if final and not self._sending_opcode:
+        if final and not self._sending_opcode and self._compressor is None:
             self._writer.write(_TEXT, data.encode("utf-8"))
         else:
-            self._send_fragment(_TEXT, data.encode("utf-8"), final)
+            self._send_fragment(_TEXT, data.encode("utf-8"), final, compress)
 
-    def send_bytes(self, data: Buffer, *, final: bool = True) -> None:
-        """Send a binary message, or with final=False the next fragment of one."""
+    def send_bytes(self, data: Buffer, *, final: bool = True, compress: bool | None = None) -> None:
+        """Send a binary message, or with final=False the next fragment of
+        one; `compress` as for `send_text`."""
         if self._state is not _OPEN:
             self._require_open()
         if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"send_bytes takes bytes, not {type(data).__name__}")
-        if final and not self._sending_opcode:
+        if final and not self._sending_opcode and self._compressor is None:
             self._writer.write(_BINARY, data)
         else:
-            self._send_fragment(_BINARY, data, final)
+            self._send_fragment(_BINARY, data, final, compress)
 
-    def _send_fragment(self, opcode: int, payload: Buffer, final: bool) -> None:
+    def _send_fragment(
+        self, opcode: int, payload: Buffer, final: bool, compress: bool | None
+    ) -> None:
         sending = self._sending_opcode
-        if sending and sending != opcode:
-            kind = "text" if sending == _TEXT else "binary"
-            raise LocalProtocolError(f"a fragmented {kind} message is still being sent")
-        self._writer.write(_CONT if sending else opcode, payload, final)
+        if sending:
+            if sending != opcode:
+                kind = "text" if sending == _TEXT else "binary"
+                raise LocalProtocolError(f"a fragmented {kind} message is still being sent")
+            rsv = 0
+            compressed = self._sending_rsv
+        else:
+            compressor = self._compressor
+            compressed = rsv = (
+                _RSV1
+                if compressor is not None
+                and (compress or (compress is None and len(payload) >= self._min_compressed_size))
+                else 0
+            )
+        if compressed:
+            assert self._compressor is not None  # RSV1 is only chosen with one
+            payload = self._compressor.compress(bytes(payload), final)
+        self._writer.write(_CONT if sending else opcode, payload, final, rsv)
         self._sending_opcode = 0 if final else opcode
+        self._sending_rsv = 0 if final else compressed
 
     def send_ping(self, payload: Buffer = b"") -> None:
         self._require_open()

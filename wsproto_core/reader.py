@@ -15,6 +15,7 @@ assembled, whose size the limits bound before its payload is read.
 from __future__ import annotations
 
 from . import masking
+from .compression import MessageDecompressor
 from .errors import ProtocolViolation
 from .events import (
     CloseReceived,
@@ -35,6 +36,7 @@ _TOO_BIG = CloseCode.MESSAGE_TOO_BIG
 
 # Opcodes as plain ints: comparing ints is cheaper than IntEnum members.
 _CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_RSV1 = 0x40
 
 
 class FrameReader:
@@ -48,8 +50,10 @@ class FrameReader:
 
     __slots__ = (
         "_byte_parts",
+        "_decompressor",
         "_expect_mask",
         "_frame_fin",
+        "_inflating",
         "_mask",
         "_mask_phase",
         "_max_frame",
@@ -74,13 +78,16 @@ class FrameReader:
         max_message_size: int | None,
         max_frame_size: int | None,
         streaming: bool,
-        rsv_allowed: int = 0,
+        decompressor: MessageDecompressor | None = None,
     ) -> None:
         self._expect_mask = 0x80 if expect_masked else 0
         self._max_message = max_message_size
         self._max_frame = max_frame_size
         self._streaming = streaming
-        self._rsv_allowed = rsv_allowed
+        # permessage-deflate owns RSV1: set on the first frame of a
+        # compressed message (RFC 7692 section 6).
+        self._decompressor = decompressor
+        self._rsv_allowed = _RSV1 if decompressor is not None else 0
         self._tail = b""
         # The data frame whose payload is being read (when _remaining > 0).
         self._remaining = 0
@@ -89,7 +96,8 @@ class FrameReader:
         self._mask_phase = 0
         # The message being assembled (when _message_opcode is not 0).
         self._message_opcode = 0
-        self._message_size = 0
+        self._message_size = 0  # decompressed size, for a compressed message
+        self._inflating = False
         self._text_parts: list[str] = []
         self._byte_parts: list[bytes] = []
         self._utf8: Utf8Validator | None = None
@@ -186,6 +194,8 @@ class FrameReader:
             if opcode == _CONT:
                 if not self._message_opcode:
                     raise ProtocolViolation(_PROTOCOL_ERROR, "continuation frame without a message")
+                if rsv:
+                    raise ProtocolViolation(_PROTOCOL_ERROR, "RSV1 set on a continuation frame")
             elif opcode in (_TEXT, _BINARY):
                 if self._message_opcode:
                     raise ProtocolViolation(_PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -193,7 +203,12 @@ class FrameReader:
                 raise ProtocolViolation(_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
             if self._max_frame is not None and length > self._max_frame:
                 raise ProtocolViolation(_TOO_BIG, f"frame of {length} bytes exceeds the limit")
-            if self._max_message is not None and self._message_size + length > self._max_message:
+            # A compressed message is measured as it inflates instead.
+            if (
+                self._max_message is not None
+                and self._message_size + length > self._max_message
+                and not (rsv or self._inflating)
+            ):
                 raise ProtocolViolation(_TOO_BIG, "message exceeds the size limit")
 
             stop = start + length
@@ -203,6 +218,9 @@ class FrameReader:
                 if masked:
                     payload = apply_mask(payload, data[start - 4 : start])
                 pos = stop
+                if rsv:
+                    assert self._decompressor is not None  # RSV1 is only allowed with it
+                    payload = self._decompressor.decompress(payload, True, self._max_message)
                 if opcode == _TEXT:
                     try:
                         text = payload.decode("utf-8")
@@ -224,7 +242,9 @@ class FrameReader:
             if opcode:
                 self._message_opcode = opcode
                 self._utf8 = Utf8Validator() if opcode == _TEXT else None
-            self._message_size += length
+                self._inflating = bool(rsv)
+            if not self._inflating:
+                self._message_size += length
             self._frame_fin = bool(fin)
             self._mask = data[start - 4 : start] if masked else None
             self._mask_phase = 0
@@ -249,6 +269,8 @@ class FrameReader:
     def _deliver(self, chunk: bytes, events: list[Event]) -> None:
         """Hand a piece of the current frame's payload to the message."""
         final = self._frame_fin and not self._remaining
+        if self._inflating:
+            chunk = self._inflate(chunk, final)
         if self._utf8 is not None:
             text = self._utf8.decode(chunk, final)
             if self._streaming:
@@ -271,6 +293,16 @@ class FrameReader:
             self._message_opcode = 0
             self._message_size = 0
             self._utf8 = None
+            self._inflating = False
+
+    def _inflate(self, chunk: bytes, final: bool) -> bytes:
+        decompressor = self._decompressor
+        assert decompressor is not None  # a message only inflates with it
+        limit = self._max_message
+        budget = None if limit is None else limit - self._message_size
+        chunk = decompressor.decompress(chunk, final, budget)
+        self._message_size += len(chunk)
+        return chunk
 
     def push_back(self, data: bytes) -> None:
         """Queue bytes that arrived before the reader existed (the server's

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Unpack
 
 from .connection import Connection, ConnectionOptions
+from .deflate import server_agreement
 from .errors import HandshakeViolation, LocalProtocolError
 from .events import Event, HandshakeRequest, HttpRequest
 from .handshake import build_accept, check_upgrade_request, is_upgrade_request
@@ -133,20 +134,26 @@ class ServerConnection(Connection):
         extra_headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         """Complete the handshake. Bytes the client sent early are parsed by
-        the next `receive_data` call (pass b"" to get them at once)."""
+        the next `receive_data` call (pass b"" to get them at once).
+
+        With the `compression` option, the first valid permessage-deflate
+        offer is accepted; invalid offers are declined (RFC 7692 section 5)."""
         request = self._pending(_Phase.UPGRADE_PENDING, "accept")
         assert request is not None
         if subprotocol is not None and subprotocol not in request.subprotocols:
             raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered by the client")
+        settings = self.compression_settings
+        negotiated = None if settings is None else server_agreement(request.extensions, settings)
+        extensions = () if negotiated is None else (negotiated[0],)
         self._out.append(
             build_accept(
-                request, subprotocol=subprotocol, extensions=(), extra_headers=extra_headers
+                request, subprotocol=subprotocol, extensions=extensions, extra_headers=extra_headers
             )
         )
         early = bytes(self._buffer)
         self._buffer.clear()
         self._phase = _Phase.DONE
-        self._open(subprotocol, ())
+        self._open(subprotocol, extensions, None if negotiated is None else negotiated[1])
         if early:
             reader = self._reader
             assert reader is not None

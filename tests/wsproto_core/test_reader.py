@@ -16,6 +16,7 @@ from wsproto_core import (
     TextFragment,
     TextMessage,
 )
+from wsproto_core.compression import MessageDecompressor
 from wsproto_core.reader import FrameReader
 
 from .wire import MASK, frame, kinds, open_client, open_server
@@ -100,15 +101,16 @@ def test_reserved_bits_without_extension_fail_with_1002(rsv: int, opcode: int) -
     assert "reserved bits" in event.reason
 
 
-def test_reader_accepts_rsv_bits_an_extension_claims() -> None:
+def test_reader_with_a_decompressor_claims_rsv1_only() -> None:
     reader = FrameReader(
         expect_masked=True,
         max_message_size=None,
         max_frame_size=None,
         streaming=False,
-        rsv_allowed=0x40,
+        decompressor=MessageDecompressor(window_bits=15, reset=False),
     )
-    assert reader.feed(frame(0x2, b"z", rsv=0x40)) == [BytesMessage(data=b"z")]
+    deflated = b"\xaa\x02\x00"  # "z", raw deflate, sync tail stripped
+    assert reader.feed(frame(0x2, deflated, rsv=0x40)) == [BytesMessage(data=b"z")]
     reader.feed(frame(0x2, b"z", rsv=0x20))
     assert reader.failure is not None
     assert reader.failure.code == 1002
