@@ -21,6 +21,7 @@ from wsproto_core import (
     Connection,
     HandshakeRequest,
     HttpRequest,
+    PerMessageDeflate,
     ServerConnection,
     State,
     TextFragment,
@@ -31,6 +32,7 @@ Message = str | bytes
 Fragment = TextFragment | BytesFragment
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_COMPRESSION = PerMessageDeflate()  # immutable, so one instance serves all
 READ_SIZE = 64 * 1024
 
 
@@ -110,6 +112,12 @@ class ConnectionView:
         return self._core.state
 
     @property
+    def extensions(self) -> tuple[str, ...]:
+        """The extensions in effect, as the server's response spelled them
+        (such as "permessage-deflate; server_max_window_bits=12")."""
+        return tuple(str(extension) for extension in self._core.extensions)
+
+    @property
     def close_code(self) -> int | None:
         """How the connection ended: the peer's close code, ours if it
         failed, 1006 if no close frame was exchanged; None while open."""
@@ -157,6 +165,7 @@ class CommonOptions(TypedDict, total=False):
     max_queue: int  # received fragments buffered before reading pauses
     write_limit: int  # bytes buffered for writing before send() waits
     ssl: ssl_module.SSLContext | None
+    compression: PerMessageDeflate | None  # None turns permessage-deflate off
 
 
 class ServerOptions(CommonOptions, total=False):
@@ -184,6 +193,7 @@ class Settings:
     max_queue: int = 16
     write_limit: int = 64 * 1024
     ssl: ssl_module.SSLContext | None = None
+    compression: PerMessageDeflate | None = DEFAULT_COMPRESSION
     origins: tuple[str | None, ...] | None = None
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
@@ -210,6 +220,7 @@ class Settings:
             "ping_interval": self.ping_interval,
             "ping_timeout": self.ping_timeout,
             "close_timeout": self.close_timeout,
+            "compression": self.compression,
         }
 
     def new_server_core(self) -> ServerConnection:

@@ -189,24 +189,27 @@ class WebSocket(ConnectionView):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def send(self, message: Message) -> None:
-        """Send one message; waits while the write buffer is over `write_limit`."""
+    async def send(self, message: Message, *, compress: bool | None = None) -> None:
+        """Send one message; waits while the write buffer is over `write_limit`.
+
+        `compress` (when permessage-deflate is on): None compresses from
+        the settings' `min_size` up, True always, False never."""
         if self._send_lock.locked():  # a fragmented message is being sent
             async with self._send_lock:
-                self._send_now(message)
+                self._send_now(message, compress)
         else:
-            self._send_now(message)
+            self._send_now(message, compress)
         if self._writing_paused:
             await self._drain()
 
-    def _send_now(self, message: Message) -> None:
+    def _send_now(self, message: Message, compress: bool | None) -> None:
         core = self._core
         if core.state is not State.OPEN:
             raise self._closed_error()
         if isinstance(message, str):
-            core.send_text(message)
+            core.send_text(message, compress=compress)
         elif isinstance(message, bytes | bytearray | memoryview):
-            core.send_bytes(message)
+            core.send_bytes(message, compress=compress)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         self._flush_soon(len(message))
@@ -223,28 +226,35 @@ class WebSocket(ConnectionView):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
-    async def send_fragments(self, fragments: Iterable[Message] | AsyncIterable[Message]) -> None:
+    async def send_fragments(
+        self,
+        fragments: Iterable[Message] | AsyncIterable[Message],
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Send one message made of `fragments` (all str or all bytes), one
         frame each, without holding the whole message in memory."""
         async with self._send_lock:
             previous: Message | None = None
             async for fragment in _aiter(fragments):
                 if previous is not None:
-                    self._send_fragment(previous, final=False)
+                    self._send_fragment(previous, final=False, compress=compress)
                     if self._writing_paused:
                         await self._drain()
                 previous = fragment
-            self._send_fragment(b"" if previous is None else previous, final=True)
+            self._send_fragment(
+                b"" if previous is None else previous, final=True, compress=compress
+            )
         if self._writing_paused:
             await self._drain()
 
-    def _send_fragment(self, fragment: Message, *, final: bool) -> None:
+    def _send_fragment(self, fragment: Message, *, final: bool, compress: bool | None) -> None:
         if self._core.state is not State.OPEN:
             raise self._closed_error()
         if isinstance(fragment, str):
-            self._core.send_text(fragment, final=final)
+            self._core.send_text(fragment, final=final, compress=compress)
         else:
-            self._core.send_bytes(fragment, final=final)
+            self._core.send_bytes(fragment, final=final, compress=compress)
         self._flush()
 
     async def _drain(self) -> None:

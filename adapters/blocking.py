@@ -172,12 +172,15 @@ class WebSocket(ConnectionView):
             except ConnectionClosedOK:
                 return
 
-    def send(self, message: Message) -> None:
-        """Send one message; blocks while the peer is not reading."""
-        with self._message_lock:
-            self._send_frame(message, final=True)
+    def send(self, message: Message, *, compress: bool | None = None) -> None:
+        """Send one message; blocks while the peer is not reading.
 
-    def send_fragments(self, fragments: Iterable[Message]) -> None:
+        `compress` (when permessage-deflate is on): None compresses from
+        the settings' `min_size` up, True always, False never."""
+        with self._message_lock:
+            self._send_frame(message, final=True, compress=compress)
+
+    def send_fragments(self, fragments: Iterable[Message], *, compress: bool | None = None) -> None:
         """Send one message made of `fragments` (all str or all bytes).
 
         Other threads' messages wait until this one is complete; the write
@@ -187,11 +190,11 @@ class WebSocket(ConnectionView):
             previous: Message | None = None
             for fragment in fragments:
                 if previous is not None:
-                    self._send_frame(previous, final=False)
+                    self._send_frame(previous, final=False, compress=compress)
                 previous = fragment
-            self._send_frame(b"" if previous is None else previous, final=True)
+            self._send_frame(b"" if previous is None else previous, final=True, compress=compress)
 
-    def _send_frame(self, message: Message, *, final: bool) -> None:
+    def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         # The hot path, so spelled out: one write-lock section, one core-lock
         # section (queue the frame and take the bytes together), one write.
         core = self._core
@@ -201,9 +204,9 @@ class WebSocket(ConnectionView):
                 if core.state is not State.OPEN:
                     raise self._closed_error()
                 if isinstance(message, str):
-                    core.send_text(message, final=final)
+                    core.send_text(message, final=final, compress=compress)
                 elif isinstance(message, bytes | bytearray | memoryview):
-                    core.send_bytes(message, final=final)
+                    core.send_bytes(message, final=final, compress=compress)
                 else:
                     raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
                 chunks = core.chunks_to_send()

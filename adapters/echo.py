@@ -30,11 +30,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_MAX_MESSAGE_SIZE,
         help="bytes; 0 for no limit (default: %(default)s)",
     )
+    parser.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="do not accept permessage-deflate (on by default)",
+    )
     return parser.parse_args(argv)
 
 
 def options_of(args: argparse.Namespace) -> ServerOptions:
-    return {"max_message_size": args.max_message_size or None}
+    options: ServerOptions = {"max_message_size": args.max_message_size or None}
+    if args.no_compression:
+        options["compression"] = None
+    return options
 
 
 def announce(host: str, port: int, backend: str) -> None:

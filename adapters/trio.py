@@ -157,30 +157,37 @@ class WebSocket(ConnectionView):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, *, compress: bool | None = None) -> None:
         if self._fragment_lock.locked():
             async with self._fragment_lock:
-                await self._send_frame(message, final=True)
+                await self._send_frame(message, final=True, compress=compress)
         else:
-            await self._send_frame(message, final=True)
+            await self._send_frame(message, final=True, compress=compress)
 
-    async def send_fragments(self, fragments: Iterable[Message] | AsyncIterable[Message]) -> None:
+    async def send_fragments(
+        self,
+        fragments: Iterable[Message] | AsyncIterable[Message],
+        *,
+        compress: bool | None = None,
+    ) -> None:
         async with self._fragment_lock:
             previous: Message | None = None
             async for fragment in _aiter(fragments):
                 if previous is not None:
-                    await self._send_frame(previous, final=False)
+                    await self._send_frame(previous, final=False, compress=compress)
                 previous = fragment
-            await self._send_frame(b"" if previous is None else previous, final=True)
+            await self._send_frame(
+                b"" if previous is None else previous, final=True, compress=compress
+            )
 
-    async def _send_frame(self, message: Message, *, final: bool) -> None:
+    async def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         core = self._core
         if core.state is not State.OPEN:
             raise self._closed_error()
         if isinstance(message, str):
-            core.send_text(message, final=final)
+            core.send_text(message, final=final, compress=compress)
         elif isinstance(message, bytes | bytearray | memoryview):
-            core.send_bytes(message, final=final)
+            core.send_bytes(message, final=final, compress=compress)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         self._unflushed += len(message)

@@ -87,6 +87,7 @@ def info_of(ws: Any) -> str:
             "subprotocol": ws.subprotocol,
             "remote": list(ws.remote_address)[:2],
             "x-test": request.headers.get("X-Test"),
+            "extensions": list(ws.extensions),
         }
     )
 
@@ -241,6 +242,10 @@ class Client:
     @property
     def subprotocol(self) -> str | None:
         return self.ws.subprotocol  # type: ignore[no-any-return]
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return self.ws.extensions  # type: ignore[no-any-return]
 
     @property
     def close_code(self) -> int | None:

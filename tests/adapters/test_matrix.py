@@ -55,6 +55,29 @@ def test_echo_text_and_binary_of_many_sizes(server_backend: str, client_backend:
             assert ws.recv() == data
 
 
+DEFAULT_DEFLATE = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+
+
+@pairs
+@pytest.mark.parametrize("off", ["nobody", "server", "client"])
+def test_compression_is_on_by_default_and_each_side_can_refuse(
+    server_backend: str, client_backend: str, off: str
+) -> None:
+    server_options = {"compression": None} if off == "server" else {}
+    client_options = {"compression": None} if off == "client" else {}
+    expected = [DEFAULT_DEFLATE] if off == "nobody" else []
+    with (
+        running_server(server_backend, **server_options) as server,
+        client(client_backend, server.url("/info"), **client_options) as ws,
+    ):
+        assert json.loads(ws.recv())["extensions"] == expected
+        assert list(ws.extensions) == expected
+        chat = json.dumps({"type": "message", "nick": "ann", "text": "hello " * 50})
+        for message in [chat, chat.encode(), "", "x" * 300_000, bytes(range(256)) * 1000]:
+            ws.send(message)
+            assert ws.recv() == message
+
+
 @pairs
 def test_fragmented_messages_both_ways(server_backend: str, client_backend: str) -> None:
     with (
