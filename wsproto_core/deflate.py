@@ -67,7 +67,7 @@ class PerMessageDeflate:
     no_context_takeover: bool = False
     peer_no_context_takeover: bool = False
     level: int = 6
-    mem_level: int = 5
+    mem_level: int = 4
     min_size: int = 32
 
     def __post_init__(self) -> None:
@@ -190,14 +190,18 @@ def _answer(
     reset_send = settings.no_context_takeover or "server_no_context_takeover" in params
     if reset_send:
         response.append(("server_no_context_takeover", None))
-    reset_receive = settings.peer_no_context_takeover
+    # A client's client_no_context_takeover is only a hint (section
+    # 7.1.1.2), and some clients do not keep to it unless the response says
+    # it too; saying it costs such a client nothing and lets us drop our
+    # decompressor's window between messages.
+    reset_receive = settings.peer_no_context_takeover or "client_no_context_takeover" in params
     if reset_receive:
         response.append(("client_no_context_takeover", None))
     agreement = Agreement(
         send_window_bits=send_bits,
         receive_window_bits=receive_bits,
         reset_send=reset_send,
-        reset_receive=reset_receive or "client_no_context_takeover" in params,
+        reset_receive=reset_receive,
     )
     return ExtensionOffer(name=EXTENSION_NAME, params=tuple(response)), agreement
 

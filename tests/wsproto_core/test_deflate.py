@@ -107,10 +107,11 @@ def test_offer_with_every_parameter() -> None:
             "permessage-deflate; server_no_context_takeover",
             "permessage-deflate; server_max_window_bits=12; server_no_context_takeover",
         ),
-        # A client's own no-context-takeover is a hint that needs no answer.
+        # A client's own no-context-takeover is only a hint: the answer makes
+        # it binding, since not every client keeps to its hint.
         (
             "permessage-deflate; client_no_context_takeover",
-            "permessage-deflate; server_max_window_bits=12",
+            "permessage-deflate; server_max_window_bits=12; client_no_context_takeover",
         ),
         # Quoted values are the same values (RFC 7692 section 7.1).
         (
