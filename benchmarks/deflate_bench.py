@@ -48,12 +48,61 @@ from websockets.uri import parse_uri
 from wsproto_core import ClientConnection, PerMessageDeflate, ServerConnection, TextMessage
 
 LIMIT = 2 << 20
-WORDS = (
-    "hello there how is everyone doing today I just pushed the new build to staging "
-    "can someone review my pull request the tests are green now lunch at noon "
-    "did you see the game last night meeting moved to three websocket latency "
-    "looks fine on my side compression ratio deploy rollback coffee weekend"
-).split()
+WORDS = [
+    "hello",
+    "there",
+    "how",
+    "is",
+    "everyone",
+    "doing",
+    "today",
+    "I",
+    "just",
+    "pushed",
+    "the",
+    "new",
+    "build",
+    "to",
+    "staging",
+    "can",
+    "someone",
+    "review",
+    "my",
+    "pull",
+    "request",
+    "the",
+    "tests",
+    "are",
+    "green",
+    "now",
+    "lunch",
+    "at",
+    "noon",
+    "did",
+    "you",
+    "see",
+    "the",
+    "game",
+    "last",
+    "night",
+    "meeting",
+    "moved",
+    "to",
+    "three",
+    "websocket",
+    "latency",
+    "looks",
+    "fine",
+    "on",
+    "my",
+    "side",
+    "compression",
+    "ratio",
+    "deploy",
+    "rollback",
+    "coffee",
+    "weekend",
+]
 
 
 def chat_messages(size: int, count: int, seed: int = 7) -> list[str]:
@@ -92,7 +141,8 @@ def ours_pair() -> tuple[ClientConnection, ServerConnection]:
     server.receive_data(client.data_to_send())
     server.accept()
     client.receive_data(server.data_to_send())
-    assert client.extensions and server.extensions
+    assert client.extensions
+    assert server.extensions
     return client, server
 
 
@@ -138,7 +188,8 @@ def ws_pair() -> tuple[ClientProtocol, ServerProtocol]:
     server.send_response(server.accept(request))  # type: ignore[arg-type]
     client.receive_data(b"".join(server.data_to_send()))
     client.events_received()
-    assert client.extensions and server.extensions
+    assert client.extensions
+    assert server.extensions
     return client, server
 
 
@@ -208,7 +259,8 @@ def ours_server(exchange: bool) -> Callable[[], object]:
 
 def ws_server(exchange: bool) -> Callable[[], object]:
     template = ClientProtocol(
-        parse_uri("ws://bench/"), extensions=[ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})]
+        parse_uri("ws://bench/"),
+        extensions=[ClientPerMessageDeflateFactory(compress_settings={"memLevel": 5})],
     )
     template.send_request(template.connect())
     request = b"".join(template.data_to_send())
