@@ -4,6 +4,7 @@ Bytes in, events out; commands in, bytes out. Nothing here touches a socket
 or a clock: see README.md for the loop an adapter runs around it.
 """
 
+from .broadcast import PreparedMessage
 from .client import ClientConnection
 from .connection import Connection, ConnectionOptions, State
 from .deflate import PerMessageDeflate
@@ -51,6 +52,7 @@ __all__ = [
     "PerMessageDeflate",
     "Ping",
     "Pong",
+    "PreparedMessage",
     "ServerConnection",
     "State",
     "TextFragment",

@@ -14,6 +14,7 @@ import enum
 import os
 from typing import TypedDict
 
+from .broadcast import PreparedMessage
 from .compression import MessageCompressor, MessageDecompressor
 from .deflate import ZLIB_MIN_WINDOW_BITS, Agreement, PerMessageDeflate
 from .errors import LocalProtocolError
@@ -134,6 +135,7 @@ class Connection:
         self._compressor: MessageCompressor | None = None
         self._min_compressed_size = 0
         self._sending_rsv = 0  # RSV1 while a compressed fragmented message is being sent
+        self._shared_window: int | None = None if client else 0
 
         self._state = State.CONNECTING
         self._out: list[bytes] = []
@@ -353,6 +355,8 @@ class Connection:
                     reset=agreement.reset_send,
                 )
                 self._min_compressed_size = settings.min_size
+                if agreement.reset_send and not self._client:
+                    self._shared_window = agreement.send_window_bits
         self._reader = FrameReader(
             expect_masked=not self._client,
             max_message_size=self.max_message_size,
@@ -425,6 +429,27 @@ class Connection:
         self._writer.write(_CONT if sending else opcode, payload, final, rsv)
         self._sending_opcode = 0 if final else opcode
         self._sending_rsv = 0 if final else compressed
+
+    @property
+    def shared_frame_window(self) -> int | None:
+        """Which frames of a `PreparedMessage` this connection can send:
+        None on a client (its frames are masked, so never shared), 0 for
+        plain frames only, or the window of the compressed frames its peer
+        accepts (we negotiated no context takeover for what we send)."""
+        return self._shared_window
+
+    def send_prepared(self, message: PreparedMessage) -> None:
+        """Queue a message framed once for many connections (a broadcast):
+        the frame is built once per kind of connection, not once per
+        connection. Server connections only."""
+        if self._state is not _OPEN:
+            self._require_open()
+        window = self._shared_window
+        if window is None:
+            raise LocalProtocolError("a client masks each frame; prepared messages are for servers")
+        if self._sending_opcode:
+            raise LocalProtocolError("a fragmented message is still being sent")
+        self._out.append(message.frame(window))
 
     def send_ping(self, payload: Buffer = b"") -> None:
         self._require_open()

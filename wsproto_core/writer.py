@@ -57,3 +57,15 @@ class FrameWriter:
         else:  # large: let data_to_send's join do the single copy
             self._out.append(header)
             self._out.append(bytes(payload) if not isinstance(payload, bytes) else payload)
+
+
+def frame_bytes(first_byte: int, payload: bytes) -> bytes:
+    """One unmasked final frame, as a server sends it; `first_byte` holds
+    the opcode and any RSV bits (FIN is added)."""
+    length = len(payload)
+    b0 = 0x80 | first_byte
+    if length < 126:
+        return _SHORT.pack(b0, length) + payload
+    if length < 0x10000:
+        return _MEDIUM.pack(b0, 126, length) + payload
+    return _LONG.pack(b0, 127, length) + payload
