@@ -36,6 +36,7 @@ from wsproto_core import (
     HandshakeRequest,
     HttpRequest,
     Pong,
+    PreparedMessage,
     ServerConnection,
     State,
     TextFragment,
@@ -213,6 +214,26 @@ class WebSocket(ConnectionView):
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         self._flush_soon(len(message))
+
+    def send_prepared(self, message: PreparedMessage) -> int:
+        """Queue a message framed once for many connections, without waiting:
+        a broadcast must never wait for its slowest peer. Returns the bytes
+        now waiting to reach this peer, by which the caller can judge it too
+        slow. Written at the end of this loop iteration, with whatever else
+        was queued for this peer in it."""
+        core = self._core
+        if core.state is not State.OPEN:
+            raise self._closed_error()
+        size = core.send_prepared(message)
+        transport = self._transport
+        if self._writing_paused and transport is not None:
+            # Over the high-water mark the core holds output back; a frame
+            # for a broadcast goes to the transport, where it is counted.
+            transport.writelines(core.chunks_to_send())
+            return transport.get_write_buffer_size()
+        self._flush_soon(size)
+        waiting = self._unflushed
+        return waiting if transport is None else waiting + transport.get_write_buffer_size()
 
     def _flush_soon(self, size: int) -> None:
         """Write at the end of this loop iteration, so that a batch of sends

@@ -41,6 +41,7 @@ from wsproto_core import (
     HandshakeRequest,
     HttpRequest,
     Pong,
+    PreparedMessage,
     ServerConnection,
     State,
     TextFragment,
@@ -95,6 +96,10 @@ class WebSocket(ConnectionView):
         self._closed = threading.Event()
         self._local_close: tuple[int, str] | None = None
         self._reader: threading.Thread | None = None
+        self._writer: threading.Thread | None = None  # for send_prepared, made on first use
+        self._writer_wake = threading.Event()
+        self._backlog = 0  # bytes of prepared frames queued and not yet taken
+        self._in_flight = 0  # bytes being written by the writer thread
         self._finishing = False
         self._app_busy = False  # a message was handed out and not yet answered
         self._accepted = False
@@ -211,6 +216,7 @@ class WebSocket(ConnectionView):
                     raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
                 chunks = core.chunks_to_send()
                 should_close = core.should_close_transport
+                self._backlog = 0  # prepared frames go out with this write
             try:
                 for chunk in chunks:
                     self._sock.sendall(chunk)
@@ -220,6 +226,33 @@ class WebSocket(ConnectionView):
                 self._abort()
         finally:
             self._release_writer()
+
+    def send_prepared(self, message: PreparedMessage) -> int:
+        """Queue a message framed once for many connections, without waiting:
+        a broadcast must never wait for its slowest peer. A writer thread of
+        this connection sends it. Returns the bytes now waiting to reach
+        this peer, by which the caller can judge it too slow."""
+        with self._lock:
+            if self._core.state is not State.OPEN:
+                raise self._closed_error()
+            self._backlog += self._core.send_prepared(message)
+            waiting = self._backlog + self._in_flight
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._run_writer, daemon=True, name="ws-writer"
+                )
+                self._writer.start()
+        self._writer_wake.set()
+        return waiting
+
+    def _run_writer(self) -> None:
+        while True:
+            self._writer_wake.wait()
+            self._writer_wake.clear()
+            if self._closed.is_set():
+                return
+            with self._writing():
+                self._write_pending()
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
@@ -285,11 +318,14 @@ class WebSocket(ConnectionView):
         with self._lock:
             chunks = self._core.chunks_to_send()
             should_close = self._core.should_close_transport
+            self._in_flight, self._backlog = self._backlog, 0
         try:
             for chunk in chunks:
                 self._sock.sendall(chunk)
         except OSError:
             self._abort()
+        finally:
+            self._in_flight = 0
         if should_close:
             self._abort()
 
@@ -357,6 +393,7 @@ class WebSocket(ConnectionView):
                     self._process(self._core.receive_eof())
                 self._closed.set()
                 self._changed.notify_all()
+            self._writer_wake.set()  # let a writer thread end
         finally:
             if writing:
                 self._write_lock.release()

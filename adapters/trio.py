@@ -38,6 +38,7 @@ from wsproto_core import (
     HandshakeRequest,
     HttpRequest,
     Pong,
+    PreparedMessage,
     ServerConnection,
     State,
     TextFragment,
@@ -93,6 +94,7 @@ class WebSocket(ConnectionView):
         self._writer_scope: trio.CancelScope | None = None
         self._wake_writer = trio.Event()
         self._unflushed = 0  # bytes sent since the last write
+        self._in_flight = 0  # bytes in the write under way
         self._local_close: tuple[int, str] | None = None
         self._outcome: HandshakeError | None = None
         self.request: HandshakeRequest | None = None
@@ -199,6 +201,19 @@ class WebSocket(ConnectionView):
             self._wake_writer.set()
             await trio.lowlevel.checkpoint_if_cancelled()
 
+    def send_prepared(self, message: PreparedMessage) -> int:
+        """Queue a message framed once for many connections, without waiting:
+        a broadcast must never wait for its slowest peer. The writer task
+        sends it. Returns the bytes now waiting to reach this peer, by which
+        the caller can judge it too slow."""
+        core = self._core
+        if core.state is not State.OPEN:
+            raise self._closed_error()
+        self._unflushed += core.send_prepared(message)
+        if self._writer_scope is not None:
+            self._wake_writer.set()
+        return self._unflushed + self._in_flight
+
     async def ping(self, data: bytes | None = None) -> float:
         payload = os.urandom(4) if data is None else bytes(data)
         if payload in self._pings:
@@ -260,11 +275,14 @@ class WebSocket(ConnectionView):
                 should_close = self._core.should_close_transport
                 if not data:
                     break
+                self._in_flight, self._unflushed = len(data), 0
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     should_close = True
                     break
+                finally:
+                    self._in_flight = 0
         if should_close:
             await self._abort()
             return

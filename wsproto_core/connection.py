@@ -438,10 +438,10 @@ class Connection:
         accepts (we negotiated no context takeover for what we send)."""
         return self._shared_window
 
-    def send_prepared(self, message: PreparedMessage) -> None:
+    def send_prepared(self, message: PreparedMessage) -> int:
         """Queue a message framed once for many connections (a broadcast):
         the frame is built once per kind of connection, not once per
-        connection. Server connections only."""
+        connection. Server connections only. Returns the frame's size."""
         if self._state is not _OPEN:
             self._require_open()
         window = self._shared_window
@@ -449,7 +449,9 @@ class Connection:
             raise LocalProtocolError("a client masks each frame; prepared messages are for servers")
         if self._sending_opcode:
             raise LocalProtocolError("a fragmented message is still being sent")
-        self._out.append(message.frame(window))
+        frame = message.frame(window)
+        self._out.append(frame)
+        return len(frame)
 
     def send_ping(self, payload: Buffer = b"") -> None:
         self._require_open()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,9 +22,14 @@ import trio
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
 from adapters import trio as ws_trio
+from wsproto_core import PreparedMessage
 
 BACKENDS = ["blocking", "asyncio", "trio"]
 TIMEOUT = 10.0
+# What "/prepared-flood" saw: (bytes waiting for the peer, frames queued).
+FLOOD_RESULTS: list[tuple[int, int]] = []
+FLOOD_TARGET = 4 << 20
+PREPARED = PreparedMessage("prepared " * 100)
 
 
 class AsyncioThread:
@@ -106,6 +112,17 @@ async def async_handler(ws: Any, sleep: Callable[[float], Awaitable[None]]) -> N
         await sleep(60)
     elif path == "/ping":
         await ws.send(str(await ws.ping()))
+    elif path == "/prepared":
+        for _ in range(3):
+            ws.send_prepared(PREPARED)
+    elif path == "/prepared-flood":  # the peer does not read: how much waits?
+        flood = PreparedMessage(bytes(64 * 1024))
+        waiting = sends = 0
+        while waiting < FLOOD_TARGET and sends < 1000:
+            waiting = ws.send_prepared(flood)
+            sends += 1
+            await sleep(0.001)  # let the writer run
+        FLOOD_RESULTS.append((waiting, sends))
     elif path == "/fail":
         raise RuntimeError("handler bug")
     async for message in ws:
@@ -126,6 +143,17 @@ def sync_handler(ws: ws_blocking.WebSocket) -> None:
         ws.wait_closed(60)
     elif path == "/ping":
         ws.send(str(ws.ping(timeout=TIMEOUT)))
+    elif path == "/prepared":
+        for _ in range(3):
+            ws.send_prepared(PREPARED)
+    elif path == "/prepared-flood":
+        flood = PreparedMessage(bytes(64 * 1024))
+        waiting = sends = 0
+        while waiting < FLOOD_TARGET and sends < 1000:
+            waiting = ws.send_prepared(flood)
+            sends += 1
+            time.sleep(0.001)
+        FLOOD_RESULTS.append((waiting, sends))
     elif path == "/fail":
         raise RuntimeError("handler bug")
     for message in ws:

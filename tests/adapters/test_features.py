@@ -16,7 +16,7 @@ import trustme
 from adapters import blocking as ws_blocking
 from adapters._common import ConnectionClosedError, HandshakeError, HttpResponse
 
-from .harness import BACKENDS, client, running_server
+from .harness import BACKENDS, FLOOD_RESULTS, FLOOD_TARGET, client, running_server
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -385,3 +385,17 @@ def test_blocking_sockets_have_nagle_off() -> None:
             thread.join(10)
     assert len(seen) == 1
     assert seen[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_send_prepared_never_waits_and_reports_a_peer_that_does_not_read(backend: str) -> None:
+    """The fan-out primitive: queuing never blocks, and what it returns
+    grows when the peer stops reading, so a broadcaster can drop it."""
+    FLOOD_RESULTS.clear()
+    with running_server(backend) as server, raw_upgrade(server.port, "/prepared-flood"):
+        deadline = time.monotonic() + 20
+        while not FLOOD_RESULTS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [(waiting, sends)] = FLOOD_RESULTS
+        assert waiting >= FLOOD_TARGET
+        assert sends < 1000  # the count grew: the peer read nothing

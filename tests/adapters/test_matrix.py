@@ -205,3 +205,14 @@ def test_trio_connect_lets_the_bodys_exception_through() -> None:
 
     with running_server("asyncio") as server:
         trio.run(run, server.port)
+
+
+@pairs
+def test_prepared_messages_reach_every_client(server_backend: str, client_backend: str) -> None:
+    with (
+        running_server(server_backend) as server,
+        client(client_backend, server.url("/prepared")) as ws,
+    ):
+        assert [ws.recv() for _ in range(3)] == ["prepared " * 100] * 3
+        ws.send("and the echo after")
+        assert ws.recv() == "and the echo after"
