@@ -151,6 +151,7 @@ class HttpResponse:
 
 
 HttpHandler = Callable[[HttpRequest], HttpResponse]
+OriginCheck = Callable[[HandshakeRequest], bool]
 
 
 class CommonOptions(TypedDict, total=False):
@@ -169,10 +170,13 @@ class CommonOptions(TypedDict, total=False):
 
 
 class ServerOptions(CommonOptions, total=False):
-    origins: Sequence[str | None] | None  # None: any Origin; include None to allow none
+    # None: any Origin; a list (include None to allow none); or a function
+    # of the request, for a policy such as "the page's own origin"
+    origins: Sequence[str | None] | OriginCheck | None
     max_connections: int | None
     max_connections_per_ip: int | None
     http_handler: HttpHandler | None
+    reuse_port: bool  # SO_REUSEPORT: several processes share the port
 
 
 class ClientOptions(CommonOptions, total=False):
@@ -194,10 +198,11 @@ class Settings:
     write_limit: int = 64 * 1024
     ssl: ssl_module.SSLContext | None = None
     compression: PerMessageDeflate | None = DEFAULT_COMPRESSION
-    origins: tuple[str | None, ...] | None = None
+    origins: tuple[str | None, ...] | OriginCheck | None = None
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
     http_handler: HttpHandler | None = None
+    reuse_port: bool = False
     origin: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
 
@@ -208,7 +213,7 @@ class Settings:
         given: dict[str, object] = dict(options)
         for name in ("subprotocols", "origins", "extra_headers"):
             value = given.get(name)
-            if value is not None:
+            if value is not None and not callable(value):
                 given[name] = tuple(value)  # type: ignore[arg-type]
         return cls(**given)  # type: ignore[arg-type]
 
@@ -312,7 +317,10 @@ def answer_handshake(
     if crowded is not None:
         core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
         return False
-    if settings.origins is not None and request.origin not in settings.origins:
+    origins = settings.origins
+    if origins is not None and not (
+        origins(request) if callable(origins) else request.origin in origins
+    ):
         core.reject(403, body=b"origin not allowed\n")
         return False
     chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)

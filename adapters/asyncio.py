@@ -568,7 +568,12 @@ class Server:
     async def start(self, host: str | None, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            self._new_protocol, host, port, ssl=self.settings.ssl, reuse_address=True
+            self._new_protocol,
+            host,
+            port,
+            ssl=self.settings.ssl,
+            reuse_address=True,
+            reuse_port=self.settings.reuse_port or None,
         )
 
     def _new_protocol(self) -> _Protocol:

@@ -537,7 +537,7 @@ class Server:
         self._admission_lock = threading.Lock()
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
-        self._listener = socket.create_server((host or "", port), reuse_port=False)
+        self._listener = socket.create_server((host or "", port), reuse_port=settings.reuse_port)
         self._listener.setblocking(False)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._stopping = threading.Event()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -506,6 +507,22 @@ class Server:
             self._nursery.cancel_scope.cancel()
 
 
+async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListener:
+    """One listener with SO_REUSEPORT, which trio.open_tcp_listeners does
+    not offer: each worker process binds the same port."""
+    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host or "", port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
 async def serve(
     handler: Handler,
     host: str | None,
@@ -517,7 +534,10 @@ async def serve(
     """Run a server until cancelled or `aclose()`d; start it with
     `server = await nursery.start(serve, handler, host, port)`."""
     server = Server(handler, Settings.of(options))
-    server.listeners = await trio.open_tcp_listeners(port, host=host)
+    if server.settings.reuse_port:
+        server.listeners = [await _reuse_port_listener(host, port)]
+    else:
+        server.listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:
         server._nursery = nursery
         for listener in server.listeners:

@@ -1,0 +1,7 @@
+"""`python -m adapters.chat`: the same as the `wschat` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

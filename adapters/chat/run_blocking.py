@@ -1,0 +1,265 @@
+"""The chat on the blocking adapter: a thread per client (the adapter's),
+one lock around the room, and (with --redis) two threads for Redis."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .. import blocking as ws_blocking
+from .._common import ConnectionClosed
+from .resp import (
+    ProtocolError,
+    RedisError,
+    Reply,
+    ReplyParser,
+    command,
+    parse_redis_url,
+    pushed_message,
+    text_items,
+)
+from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
+from .service import (
+    CHANNEL,
+    HISTORY_KEY,
+    TICK,
+    WS_PATH,
+    ChatSettings,
+    fan_out,
+    logger,
+    server_options,
+)
+
+BACKOFF_MAX = 10.0
+
+
+class _Waiter:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Reply = None
+
+
+class RedisLink:
+    """Two connections to Redis (one subscribed, one for commands), kept up
+    with backoff by a thread; see the asyncio chat's twin."""
+
+    def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
+        self.host, self.port, self.db = parse_redis_url(url)
+        self.history_length = history
+        self.deliver = deliver
+        self.up = False
+        self._lock = threading.Lock()  # guards the command socket and the waiters
+        self._commands: socket.socket | None = None
+        self._waiting: deque[_Waiter | None] = deque()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        delay = 0.25
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except (OSError, ProtocolError, RedisError) as error:
+                reason = str(error) or type(error).__name__
+            else:
+                reason = "connection closed"
+            if self._stop.is_set():
+                return
+            if self.up or delay == 0.25:
+                logger.warning("redis unavailable (%s); retrying with backoff", reason)
+            self._down()
+            self._stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._down()
+
+    def _session(self) -> None:
+        with (
+            socket.create_connection((self.host, self.port), timeout=5) as sub,
+            socket.create_connection((self.host, self.port), timeout=5) as commands,
+        ):
+            sub.settimeout(None)
+            commands.settimeout(None)
+            sub.sendall(command("SUBSCRIBE", CHANNEL))
+            with self._lock:
+                if self.db:
+                    commands.sendall(command("SELECT", self.db))
+                    self._waiting.append(None)
+                self._commands = commands
+            reader = threading.Thread(target=self._read_replies, args=(commands,), daemon=True)
+            reader.start()
+            parser = ReplyParser()
+            while data := sub.recv(65536):
+                if self._stop.is_set():
+                    return
+                for reply in parser.feed(data):
+                    pushed = pushed_message(reply)
+                    if pushed is not None:
+                        self.deliver(pushed)
+                    elif isinstance(reply, list) and reply[:1] == [b"subscribe"]:
+                        if not self.up:
+                            logger.info("redis connected at %s:%d", self.host, self.port)
+                        self.up = True
+                    elif isinstance(reply, RedisError):
+                        raise reply
+
+    def _read_replies(self, commands: socket.socket) -> None:
+        parser = ReplyParser()
+        try:
+            while data := commands.recv(65536):
+                for reply in parser.feed(data):
+                    with self._lock:
+                        waiter = self._waiting.popleft() if self._waiting else None
+                    if waiter is not None:
+                        waiter.reply = reply
+                        waiter.done.set()
+        except (OSError, ProtocolError):
+            pass
+
+    def _down(self) -> None:
+        with self._lock:
+            self.up = False
+            if self._commands is not None:
+                self._commands.close()
+                self._commands = None
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if waiter is not None:
+                    waiter.done.set()
+
+    def send(self, *commands: bytes, waiter: _Waiter | None = None) -> bool:
+        """Write commands; False if Redis is away. The replies are skipped,
+        but for the last one when a `waiter` is given."""
+        with self._lock:
+            if not self.up or self._commands is None:
+                return False
+            try:
+                self._commands.sendall(b"".join(commands))
+            except OSError:
+                return False
+            self._waiting.extend([None] * (len(commands) - 1))
+            self._waiting.append(waiter)
+        return True
+
+    def history(self) -> list[str] | None:
+        waiter = _Waiter()
+        if not self.send(command("LRANGE", HISTORY_KEY, -self.history_length, -1), waiter=waiter):
+            return None
+        waiter.done.wait(1.0)
+        return text_items(waiter.reply)
+
+
+class BlockingChat:
+    def __init__(self, settings: ChatSettings) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()  # the room, the clients, and the order of sends
+        self.room = Room(
+            RoomConfig(
+                history=settings.history,
+                rate=settings.rate,
+                burst=settings.burst,
+                worker=settings.worker,
+                shared=settings.redis is not None,
+            )
+        )
+        self.clients: dict[int, ws_blocking.WebSocket] = {}
+        self.ids = itertools.count(1)
+        self.redis: RedisLink | None = None
+        if settings.redis is not None:
+            self.redis = RedisLink(settings.redis, settings.history, self._from_redis)
+
+    def _from_redis(self, envelope: str) -> None:
+        with self.lock:
+            self.perform(self.room.deliver(envelope, time.time()))
+
+    def perform(self, actions: list[Action]) -> None:
+        """Carry out the room's actions; the caller holds `lock`. Nothing
+        here waits for a peer: send_prepared only queues."""
+        limit = self.settings.client_buffer
+        for action in actions:
+            if type(action) is Broadcast:
+                for client in fan_out(action.text, list(self.clients.items()), limit):
+                    self._drop(client, 1013, "too slow: messages piled up")
+            elif type(action) is Send:
+                peer = self.clients.get(action.client)
+                if peer is not None:
+                    for client in fan_out(action.text, [(action.client, peer)], limit):
+                        self._drop(client, 1013, "too slow: messages piled up")
+            elif type(action) is Publish:
+                redis = self.redis
+                if redis is None or not redis.send(command("PUBLISH", CHANNEL, action.text)):
+                    self.perform(self.room.deliver(action.text, time.time()))
+            elif type(action) is Store:
+                if self.redis is not None:
+                    length = self.settings.history
+                    self.redis.send(
+                        command("RPUSH", HISTORY_KEY, action.text),
+                        command("LTRIM", HISTORY_KEY, -length, -1),
+                    )
+            elif type(action) is Close:
+                self._drop(action.client, action.code, action.reason)
+
+    def _drop(self, client: int, code: int, reason: str) -> None:
+        peer = self.clients.pop(client, None)
+        if peer is not None:
+            self.perform(self.room.disconnect(client, time.time()))
+            # close() waits for the close handshake: not under the lock.
+            threading.Thread(target=peer.close, args=(code, reason), daemon=True).start()
+
+    def handler(self, ws: ws_blocking.WebSocket) -> None:
+        if ws.request is None or ws.request.path != WS_PATH:
+            ws.close(1008, f"the chat is at {WS_PATH}")
+            return
+        history = None if self.redis is None else self.redis.history()
+        with self.lock:
+            client = next(self.ids)
+            self.clients[client] = ws
+            self.perform(self.room.connect(client, time.time(), history))
+        try:
+            for message in ws:
+                with self.lock:
+                    if client not in self.clients:
+                        break  # dropped as too slow
+                    self.perform(self.room.receive(client, message, time.time()))
+        except ConnectionClosed:
+            pass
+        finally:
+            with self.lock:
+                if self.clients.pop(client, None) is not None:
+                    self.perform(self.room.disconnect(client, time.time()))
+
+    def ticker(self, stop: threading.Event) -> None:
+        while not stop.wait(TICK):
+            with self.lock:
+                self.perform(self.room.tick(time.time()))
+
+
+def serve_chat(
+    settings: ChatSettings, started: Callable[[int], None], stop: threading.Event
+) -> None:
+    """Run until `stop` is set, then close every client with 1001."""
+    chat = BlockingChat(settings)
+    with ws_blocking.serve(
+        chat.handler, settings.host, settings.port, **server_options(settings)
+    ) as server:
+        threads = [
+            threading.Thread(target=server.serve_forever, daemon=True),
+            threading.Thread(target=chat.ticker, args=(stop,), daemon=True),
+        ]
+        if chat.redis is not None:
+            threads.append(threading.Thread(target=chat.redis.run, daemon=True))
+        for thread in threads:
+            thread.start()
+        started(server.port)
+        while not stop.wait(0.5):
+            pass
+        server.shutdown()
+        if chat.redis is not None:
+            chat.redis.stop()
