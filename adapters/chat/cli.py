@@ -97,10 +97,11 @@ def run(settings: ChatSettings, started: Callable[[int], None]) -> None:
                 stop = trio.Event()
 
                 async def on_signals() -> None:
+                    # Keep receiving: a second Ctrl-C during the graceful
+                    # shutdown must not turn into a KeyboardInterrupt.
                     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                         async for _ in signals:
                             stop.set()
-                            return
 
                 nursery.start_soon(on_signals)
                 await serve_trio(settings, started, stop)
@@ -128,6 +129,10 @@ async def _run_asyncio(settings: ChatSettings, started: Callable[[int], None]) -
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await serve_chat(settings, started, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Shut down already: another Ctrl-C must not become a traceback.
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _worker(settings: ChatSettings, ready: Any) -> None:
