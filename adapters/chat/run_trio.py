@@ -35,6 +35,13 @@ from .service import (
 )
 
 BACKOFF_MAX = 10.0
+_LINK_ERRORS = (
+    OSError,
+    ProtocolError,
+    RedisError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
 
 
 class _Waiter:
@@ -61,12 +68,12 @@ class RedisLink:
     async def run(self) -> None:
         delay = 0.25
         while True:
+            reason = "connection closed"
             try:
                 await self._session()
-            except (OSError, ProtocolError, RedisError, trio.BrokenResourceError) as error:
-                reason = str(error) or type(error).__name__
-            else:
-                reason = "connection closed"
+            except* _LINK_ERRORS as group:  # the session's nursery groups them
+                first = group.exceptions[0]
+                reason = str(first) or type(first).__name__
             if self.up or delay == 0.25:
                 logger.warning("redis unavailable (%s); retrying with backoff", reason)
             self._down()
