@@ -40,11 +40,11 @@ class PerMessageDeflate:
     """What this endpoint asks for and uses, for permessage-deflate.
 
     The defaults keep memory per connection small (measured in
-    benchmarks/deflate_bench.py): a 4 KiB window each way and `mem_level` 5
-    cost about 40 KiB per connection once both directions have carried a
-    compressed message, and nothing before, since the zlib streams are made
-    on first use. Larger windows compress long repetitive text a little
-    better at 8x the memory per step.
+    benchmarks/deflate_bench.py): a 4 KiB window each way and `mem_level` 4
+    cost about 41 KiB of zlib state per connection once both directions
+    have carried a compressed message, and nothing before, since the zlib
+    streams are made on first use. Each step of window bits doubles the
+    window's share; long repetitive text compresses a little better.
 
     - `window_bits` (9-15): the LZ77 window we compress with, at most; the
       peer may ask for less. zlib cannot compress with 8: if the peer asks
