@@ -24,7 +24,7 @@ TICK = 1.0  # seconds between the room's ticks (presence)
 COMPRESSION = PerMessageDeflate(no_context_takeover=True)
 
 _PAGE_FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
+    "/": ("chat.html", "text/html; charset=utf-8"),
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
 }
@@ -88,7 +88,7 @@ def page(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD") or found is None:
         return HttpResponse(status=404, headers=[("Content-Type", "text/plain")], body=b"no\n")
     name, kind = found
-    body = resources.files(__package__).joinpath("page", name).read_bytes()
+    body = resources.files(__package__).joinpath(name).read_bytes()
     headers = [("Content-Type", kind), ("Cache-Control", "no-cache"), *_SECURITY_HEADERS]
     return HttpResponse(status=200, headers=headers, body=body)
 

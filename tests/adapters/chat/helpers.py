@@ -45,11 +45,11 @@ class Chat:
 
 
 @contextmanager
-def running_chat(backend: str, *args: str) -> Iterator[Chat]:
+def running_chat(backend: str, *args: str, port: int = 0) -> Iterator[Chat]:
     """A chat server on a free loopback port; stopped with SIGINT after,
     which must end it cleanly."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.chat", "--backend", backend, "--port", "0", *args],
+        [sys.executable, "-m", "adapters.chat", "--backend", backend, "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
