@@ -2,9 +2,9 @@
 
     python benchmarks/e2e_servers.py --impl ours-asyncio --port 9001
 
-Each prints "ready" once listening. Compression is off everywhere (ours has
-none yet; websockets and aiohttp enable it by default), message limits are
-lifted, and each server echoes text as text and binary as binary.
+Each prints "ready" once listening. Compression is off everywhere (the load
+client does not offer it), message limits are lifted, and each server echoes
+text as text and binary as binary.
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@ and (with --redis) Redis."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 
 from .. import asyncio as ws_asyncio
 from .._common import ConnectionClosed
+from .actions import ChatActions
 from .resp import (
     ProtocolError,
     RedisError,
@@ -20,14 +19,12 @@ from .resp import (
     pushed_message,
     text_items,
 )
-from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
 from .service import (
     CHANNEL,
     HISTORY_KEY,
     TICK,
     WS_PATH,
     ChatSettings,
-    fan_out,
     logger,
     server_options,
 )
@@ -137,90 +134,38 @@ class RedisLink:
         return text_items(reply)  # type: ignore[arg-type]
 
 
-class AsyncioChat:
+class AsyncioChat(ChatActions[ws_asyncio.WebSocket]):
     def __init__(self, settings: ChatSettings) -> None:
-        self.settings = settings
-        self.room = Room(
-            RoomConfig(
-                history=settings.history,
-                rate=settings.rate,
-                burst=settings.burst,
-                worker=settings.worker,
-                shared=settings.redis is not None,
-            )
-        )
-        self.clients: dict[int, ws_asyncio.WebSocket] = {}
-        self.ids = itertools.count(1)
-        self.redis: RedisLink | None = None
+        super().__init__(settings)
+        self.link: RedisLink | None = None
         if settings.redis is not None:
-            self.redis = RedisLink(settings.redis, settings.history, self._from_redis)
+            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
         self._background: set[asyncio.Task[None]] = set()
 
-    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
+    def close_later(self, peer: ws_asyncio.WebSocket, code: int, reason: str) -> None:
+        task = asyncio.ensure_future(peer.close(code, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _from_redis(self, envelope: str) -> None:
-        self.perform(self.room.deliver(envelope, time.time()))
-
-    def perform(self, actions: list[Action]) -> None:
-        for action in actions:
-            if type(action) is Broadcast:
-                slow = fan_out(action.text, self.clients.items(), self.settings.client_buffer)
-                for client in slow:
-                    self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Send:
-                peer = self.clients.get(action.client)
-                if peer is not None:
-                    slow = fan_out(
-                        action.text, [(action.client, peer)], self.settings.client_buffer
-                    )
-                    for client in slow:
-                        self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Publish:
-                redis = self.redis
-                if redis is None or not redis.send(command("PUBLISH", CHANNEL, action.text)):
-                    self.perform(self.room.deliver(action.text, time.time()))
-            elif type(action) is Store:
-                if self.redis is not None:
-                    length = self.settings.history
-                    self.redis.send(
-                        command("RPUSH", HISTORY_KEY, action.text),
-                        command("LTRIM", HISTORY_KEY, -length, -1),
-                    )
-            elif type(action) is Close:
-                self._drop(action.client, action.code, action.reason)
-
-    def _drop(self, client: int, code: int, reason: str) -> None:
-        peer = self.clients.pop(client, None)
-        if peer is not None:
-            self.perform(self.room.disconnect(client, time.time()))
-            self._spawn(peer.close(code, reason))
 
     async def handler(self, ws: ws_asyncio.WebSocket) -> None:
         if ws.request is None or ws.request.path != WS_PATH:
             await ws.close(1008, f"the chat is at {WS_PATH}")
             return
-        client = next(self.ids)
-        history = None if self.redis is None else await self.redis.history()
-        self.clients[client] = ws
-        self.perform(self.room.connect(client, time.time(), history))
+        history = None if self.link is None else await self.link.history()
+        client = self.arrive(ws, history)
         try:
             async for message in ws:
-                if client not in self.clients:
-                    break  # dropped as too slow
-                self.perform(self.room.receive(client, message, time.time()))
+                if not self.receive(client, message):
+                    break
         except ConnectionClosed:
             pass
         finally:
-            if self.clients.pop(client, None) is not None:
-                self.perform(self.room.disconnect(client, time.time()))
+            self.leave(client)
 
     async def ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            self.perform(self.room.tick(time.time()))
+            self.tick()
 
 
 async def serve_chat(
@@ -232,8 +177,8 @@ async def serve_chat(
         chat.handler, settings.host, settings.port, **server_options(settings)
     )
     tasks = [asyncio.create_task(chat.ticker())]
-    if chat.redis is not None:
-        tasks.append(asyncio.create_task(chat.redis.run()))
+    if chat.link is not None:
+        tasks.append(asyncio.create_task(chat.link.run()))
     started(server.port)
     try:
         await stop.wait()

@@ -3,15 +3,14 @@ one lock around the room, and (with --redis) two threads for Redis."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
 from .. import blocking as ws_blocking
 from .._common import ConnectionClosed
+from .actions import ChatActions
 from .resp import (
     ProtocolError,
     RedisError,
@@ -22,14 +21,12 @@ from .resp import (
     pushed_message,
     text_items,
 )
-from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
 from .service import (
     CHANNEL,
     HISTORY_KEY,
     TICK,
     WS_PATH,
     ChatSettings,
-    fan_out,
     logger,
     server_options,
 )
@@ -156,89 +153,47 @@ class RedisLink:
         return text_items(waiter.reply)
 
 
-class BlockingChat:
+class BlockingChat(ChatActions[ws_blocking.WebSocket]):
+    """The room is shared by every client's thread: one lock around it, held
+    while its actions are carried out (they only queue, never wait)."""
+
     def __init__(self, settings: ChatSettings) -> None:
-        self.settings = settings
-        self.lock = threading.RLock()  # the room, the clients, and the order of sends
-        self.room = Room(
-            RoomConfig(
-                history=settings.history,
-                rate=settings.rate,
-                burst=settings.burst,
-                worker=settings.worker,
-                shared=settings.redis is not None,
-            )
-        )
-        self.clients: dict[int, ws_blocking.WebSocket] = {}
-        self.ids = itertools.count(1)
-        self.redis: RedisLink | None = None
+        super().__init__(settings)
+        self.lock = threading.RLock()
+        self.link: RedisLink | None = None
         if settings.redis is not None:
-            self.redis = RedisLink(settings.redis, settings.history, self._from_redis)
+            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
 
-    def _from_redis(self, envelope: str) -> None:
+    def close_later(self, peer: ws_blocking.WebSocket, code: int, reason: str) -> None:
+        # close() waits for the close handshake: not under the lock.
+        threading.Thread(target=peer.close, args=(code, reason), daemon=True).start()
+
+    def from_redis(self, envelope: str) -> None:
         with self.lock:
-            self.perform(self.room.deliver(envelope, time.time()))
-
-    def perform(self, actions: list[Action]) -> None:
-        """Carry out the room's actions; the caller holds `lock`. Nothing
-        here waits for a peer: send_prepared only queues."""
-        limit = self.settings.client_buffer
-        for action in actions:
-            if type(action) is Broadcast:
-                for client in fan_out(action.text, list(self.clients.items()), limit):
-                    self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Send:
-                peer = self.clients.get(action.client)
-                if peer is not None:
-                    for client in fan_out(action.text, [(action.client, peer)], limit):
-                        self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Publish:
-                redis = self.redis
-                if redis is None or not redis.send(command("PUBLISH", CHANNEL, action.text)):
-                    self.perform(self.room.deliver(action.text, time.time()))
-            elif type(action) is Store:
-                if self.redis is not None:
-                    length = self.settings.history
-                    self.redis.send(
-                        command("RPUSH", HISTORY_KEY, action.text),
-                        command("LTRIM", HISTORY_KEY, -length, -1),
-                    )
-            elif type(action) is Close:
-                self._drop(action.client, action.code, action.reason)
-
-    def _drop(self, client: int, code: int, reason: str) -> None:
-        peer = self.clients.pop(client, None)
-        if peer is not None:
-            self.perform(self.room.disconnect(client, time.time()))
-            # close() waits for the close handshake: not under the lock.
-            threading.Thread(target=peer.close, args=(code, reason), daemon=True).start()
+            super().from_redis(envelope)
 
     def handler(self, ws: ws_blocking.WebSocket) -> None:
         if ws.request is None or ws.request.path != WS_PATH:
             ws.close(1008, f"the chat is at {WS_PATH}")
             return
-        history = None if self.redis is None else self.redis.history()
+        history = None if self.link is None else self.link.history()
         with self.lock:
-            client = next(self.ids)
-            self.clients[client] = ws
-            self.perform(self.room.connect(client, time.time(), history))
+            client = self.arrive(ws, history)
         try:
             for message in ws:
                 with self.lock:
-                    if client not in self.clients:
-                        break  # dropped as too slow
-                    self.perform(self.room.receive(client, message, time.time()))
+                    if not self.receive(client, message):
+                        break
         except ConnectionClosed:
             pass
         finally:
             with self.lock:
-                if self.clients.pop(client, None) is not None:
-                    self.perform(self.room.disconnect(client, time.time()))
+                self.leave(client)
 
     def ticker(self, stop: threading.Event) -> None:
         while not stop.wait(TICK):
             with self.lock:
-                self.perform(self.room.tick(time.time()))
+                self.tick()
 
 
 def serve_chat(
@@ -253,13 +208,13 @@ def serve_chat(
             threading.Thread(target=server.serve_forever, daemon=True),
             threading.Thread(target=chat.ticker, args=(stop,), daemon=True),
         ]
-        if chat.redis is not None:
-            threads.append(threading.Thread(target=chat.redis.run, daemon=True))
+        if chat.link is not None:
+            threads.append(threading.Thread(target=chat.link.run, daemon=True))
         for thread in threads:
             thread.start()
         started(server.port)
         while not stop.wait(0.5):
             pass
         server.shutdown()
-        if chat.redis is not None:
-            chat.redis.stop()
+        if chat.link is not None:
+            chat.link.stop()

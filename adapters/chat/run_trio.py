@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -12,6 +10,7 @@ import trio
 
 from .. import trio as ws_trio
 from .._common import ConnectionClosed
+from .actions import ChatActions
 from .resp import (
     ProtocolError,
     RedisError,
@@ -22,14 +21,12 @@ from .resp import (
     pushed_message,
     text_items,
 )
-from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
 from .service import (
     CHANNEL,
     HISTORY_KEY,
     TICK,
     WS_PATH,
     ChatSettings,
-    fan_out,
     logger,
     server_options,
 )
@@ -154,82 +151,36 @@ class RedisLink:
         return text_items(waiter.reply)
 
 
-class TrioChat:
+class TrioChat(ChatActions[ws_trio.WebSocket]):
     def __init__(self, settings: ChatSettings, nursery: trio.Nursery) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.nursery = nursery
-        self.room = Room(
-            RoomConfig(
-                history=settings.history,
-                rate=settings.rate,
-                burst=settings.burst,
-                worker=settings.worker,
-                shared=settings.redis is not None,
-            )
-        )
-        self.clients: dict[int, ws_trio.WebSocket] = {}
-        self.ids = itertools.count(1)
-        self.redis: RedisLink | None = None
+        self.link: RedisLink | None = None
         if settings.redis is not None:
-            self.redis = RedisLink(settings.redis, settings.history, self._from_redis)
+            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
 
-    def _from_redis(self, envelope: str) -> None:
-        self.perform(self.room.deliver(envelope, time.time()))
-
-    def perform(self, actions: list[Action]) -> None:
-        limit = self.settings.client_buffer
-        for action in actions:
-            if type(action) is Broadcast:
-                for client in fan_out(action.text, self.clients.items(), limit):
-                    self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Send:
-                peer = self.clients.get(action.client)
-                if peer is not None:
-                    for client in fan_out(action.text, [(action.client, peer)], limit):
-                        self._drop(client, 1013, "too slow: messages piled up")
-            elif type(action) is Publish:
-                redis = self.redis
-                if redis is None or not redis.send(command("PUBLISH", CHANNEL, action.text)):
-                    self.perform(self.room.deliver(action.text, time.time()))
-            elif type(action) is Store:
-                if self.redis is not None:
-                    length = self.settings.history
-                    self.redis.send(
-                        command("RPUSH", HISTORY_KEY, action.text),
-                        command("LTRIM", HISTORY_KEY, -length, -1),
-                    )
-            elif type(action) is Close:
-                self._drop(action.client, action.code, action.reason)
-
-    def _drop(self, client: int, code: int, reason: str) -> None:
-        peer = self.clients.pop(client, None)
-        if peer is not None:
-            self.perform(self.room.disconnect(client, time.time()))
-            self.nursery.start_soon(peer.close, code, reason)
+    def close_later(self, peer: ws_trio.WebSocket, code: int, reason: str) -> None:
+        self.nursery.start_soon(peer.close, code, reason)
 
     async def handler(self, ws: ws_trio.WebSocket) -> None:
         if ws.request is None or ws.request.path != WS_PATH:
             await ws.close(1008, f"the chat is at {WS_PATH}")
             return
-        client = next(self.ids)
-        history = None if self.redis is None else await self.redis.history()
-        self.clients[client] = ws
-        self.perform(self.room.connect(client, time.time(), history))
+        history = None if self.link is None else await self.link.history()
+        client = self.arrive(ws, history)
         try:
             async for message in ws:
-                if client not in self.clients:
-                    break  # dropped as too slow
-                self.perform(self.room.receive(client, message, time.time()))
+                if not self.receive(client, message):
+                    break
         except ConnectionClosed:
             pass
         finally:
-            if self.clients.pop(client, None) is not None:
-                self.perform(self.room.disconnect(client, time.time()))
+            self.leave(client)
 
     async def ticker(self) -> None:
         while True:
             await trio.sleep(TICK)
-            self.perform(self.room.tick(time.time()))
+            self.tick()
 
 
 async def serve_chat(
@@ -248,8 +199,8 @@ async def serve_chat(
             )
         )
         nursery.start_soon(chat.ticker)
-        if chat.redis is not None:
-            nursery.start_soon(chat.redis.run)
+        if chat.link is not None:
+            nursery.start_soon(chat.link.run)
         started(server.port)
         await stop.wait()
         await server.aclose()
