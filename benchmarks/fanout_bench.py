@@ -149,6 +149,7 @@ def run_server(impl: str, port: int) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, str(HERE / "fanout_servers.py"), "--impl", impl, "--port", str(port)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # peers log every receiver that hangs up at the end
         text=True,
         cwd=HERE.parent,
         env={**os.environ, "PYTHONPATH": f"{HERE}:{HERE.parent}"},
