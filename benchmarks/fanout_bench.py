@@ -22,6 +22,7 @@ run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import base64
 import multiprocessing
 import os
@@ -217,10 +218,8 @@ def measure(impl: str, receivers: int, messages: int, probes: int) -> tuple[floa
         return rate, statistics.median(latencies)
     finally:
         for pipe in pipes:
-            try:
+            with contextlib.suppress(OSError):
                 pipe.send(None)
-            except OSError:
-                pass
         for worker in workers:
             worker.join(5)
             if worker.is_alive():

@@ -26,6 +26,7 @@ def ours(port: int) -> None:
     from wsproto_core import PreparedMessage
 
     clients: set[ws.WebSocket] = set()
+    closing: set[asyncio.Task[None]] = set()
 
     async def handler(conn: ws.WebSocket) -> None:
         clients.add(conn)
@@ -33,8 +34,10 @@ def ours(port: int) -> None:
             async for message in conn:
                 prepared = PreparedMessage(message)
                 for client in clients:
-                    if client.send_prepared(prepared) > LIMIT:
-                        asyncio.ensure_future(client.close(1013, "too slow"))
+                    if client.send_prepared(prepared) > LIMIT:  # too slow: drop it
+                        task = asyncio.ensure_future(client.close(1013, "too slow"))
+                        closing.add(task)
+                        task.add_done_callback(closing.discard)
         finally:
             clients.discard(conn)
 
