@@ -22,8 +22,8 @@ run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import base64
+import contextlib
 import multiprocessing
 import os
 import resource
