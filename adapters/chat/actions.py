@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import AsyncIterator
 from typing import Generic, Protocol, TypeVar
 
+from wsproto_core import HandshakeRequest
+
+from .._common import ConnectionClosed
 from .resp import command
 from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
-from .service import CHANNEL, HISTORY_KEY, ChatSettings, Peer, fan_out
+from .service import CHANNEL, HISTORY_KEY, WS_PATH, ChatSettings, Peer, fan_out
 
 PeerT = TypeVar("PeerT", bound=Peer)
 
@@ -98,3 +102,42 @@ class ChatActions(Generic[PeerT]):
 
     def tick(self) -> None:
         self.perform(self.room.tick(time.time()))
+
+
+class AsyncPeer(Peer, Protocol):
+    """A connection of the asyncio or the trio adapter (the same API)."""
+
+    @property
+    def request(self) -> HandshakeRequest | None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+class AsyncHistory(Protocol):
+    async def history(self) -> list[str] | None: ...
+
+
+AsyncPeerT = TypeVar("AsyncPeerT", bound=AsyncPeer)
+
+
+class AsyncChatActions(ChatActions[AsyncPeerT]):
+    """The connection handler of the two async backends."""
+
+    link: AsyncHistory | None = None
+
+    async def handler(self, ws: AsyncPeerT) -> None:
+        if ws.request is None or ws.request.path != WS_PATH:
+            await ws.close(1008, f"the chat is at {WS_PATH}")
+            return
+        history = None if self.link is None else await self.link.history()
+        client = self.arrive(ws, history)
+        try:
+            async for message in ws:
+                if not self.receive(client, message):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self.leave(client)

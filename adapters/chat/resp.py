@@ -108,6 +108,30 @@ def pushed_message(reply: Reply) -> str | None:
     return items[2]
 
 
+class Subscription:
+    """The replies on a connection that has sent SUBSCRIBE: `feed` returns
+    the published payloads; `confirmed` turns true with the subscription.
+    An error reply raises RedisError."""
+
+    __slots__ = ("_parser", "confirmed")
+
+    def __init__(self) -> None:
+        self._parser = ReplyParser()
+        self.confirmed = False
+
+    def feed(self, data: bytes) -> list[str]:
+        payloads = []
+        for reply in self._parser.feed(data):
+            pushed = pushed_message(reply)
+            if pushed is not None:
+                payloads.append(pushed)
+            elif isinstance(reply, list) and reply[:1] == [b"subscribe"]:
+                self.confirmed = True
+            elif isinstance(reply, RedisError):
+                raise reply
+        return payloads
+
+
 def parse_redis_url(url: str) -> tuple[str, int, int]:
     """redis://host:port/db -> (host, port, db)."""
     from urllib.parse import urlsplit

@@ -8,45 +8,36 @@ from collections import deque
 from collections.abc import Callable
 
 from .. import asyncio as ws_asyncio
-from .._common import ConnectionClosed
-from .actions import ChatActions
+from .actions import AsyncChatActions
+from .link import LinkState
 from .resp import (
     ProtocolError,
     RedisError,
     ReplyParser,
+    Subscription,
     command,
-    parse_redis_url,
-    pushed_message,
     text_items,
 )
 from .service import (
     CHANNEL,
     HISTORY_KEY,
     TICK,
-    WS_PATH,
     ChatSettings,
-    logger,
     server_options,
 )
 
 BACKOFF_MAX = 10.0
 
 
-class RedisLink:
-    """Two connections to Redis (one subscribed, one for commands), kept up
-    with backoff. While Redis is away, `up` is False and the chat carries on
-    with the clients of this process alone."""
+class RedisLink(LinkState):
+    """The asyncio streams of `LinkState`."""
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
-        self.host, self.port, self.db = parse_redis_url(url)
-        self.history_length = history
-        self.deliver = deliver
-        self.up = False
+        super().__init__(url, history, deliver)
         self._writer: asyncio.StreamWriter | None = None
         self._waiting: deque[asyncio.Future[object] | None] = deque()
 
     async def run(self) -> None:
-        delay = 0.25
         while True:
             try:
                 await self._session()
@@ -54,11 +45,9 @@ class RedisLink:
                 reason = str(error) or type(error).__name__
             else:
                 reason = "connection closed"
-            if self.up or delay == 0.25:
-                logger.warning("redis unavailable (%s); retrying with backoff", reason)
+            delay = self._lost(reason)
             self._down()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
 
     async def _session(self) -> None:
         sub_reader, sub_writer = await asyncio.open_connection(self.host, self.port)
@@ -75,21 +64,11 @@ class RedisLink:
             self._writer = writer
             replies = asyncio.create_task(self._read_replies(reader))
             try:
-                parser = ReplyParser()
-                while True:
-                    data = await sub_reader.read(65536)
-                    if not data:
-                        return
-                    for reply in parser.feed(data):
-                        pushed = pushed_message(reply)
-                        if pushed is not None:
-                            self.deliver(pushed)
-                        elif isinstance(reply, list) and reply[:1] == [b"subscribe"]:
-                            if not self.up:
-                                logger.info("redis connected at %s:%d", self.host, self.port)
-                            self.up = True
-                        elif isinstance(reply, RedisError):
-                            raise reply
+                subscription = Subscription()
+                while data := await sub_reader.read(65536):
+                    for payload in subscription.feed(data):
+                        self.deliver(payload)
+                    self._confirm(subscription)
             finally:
                 replies.cancel()
         finally:
@@ -134,33 +113,19 @@ class RedisLink:
         return text_items(reply)  # type: ignore[arg-type]
 
 
-class AsyncioChat(ChatActions[ws_asyncio.WebSocket]):
+class AsyncioChat(AsyncChatActions[ws_asyncio.WebSocket]):
     def __init__(self, settings: ChatSettings) -> None:
         super().__init__(settings)
-        self.link: RedisLink | None = None
+        self.redis_link: RedisLink | None = None
         if settings.redis is not None:
-            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
+            link = RedisLink(settings.redis, settings.history, self.from_redis)
+            self.redis = self.link = self.redis_link = link
         self._background: set[asyncio.Task[None]] = set()
 
     def close_later(self, peer: ws_asyncio.WebSocket, code: int, reason: str) -> None:
         task = asyncio.ensure_future(peer.close(code, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def handler(self, ws: ws_asyncio.WebSocket) -> None:
-        if ws.request is None or ws.request.path != WS_PATH:
-            await ws.close(1008, f"the chat is at {WS_PATH}")
-            return
-        history = None if self.link is None else await self.link.history()
-        client = self.arrive(ws, history)
-        try:
-            async for message in ws:
-                if not self.receive(client, message):
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            self.leave(client)
 
     async def ticker(self) -> None:
         while True:
@@ -177,8 +142,8 @@ async def serve_chat(
         chat.handler, settings.host, settings.port, **server_options(settings)
     )
     tasks = [asyncio.create_task(chat.ticker())]
-    if chat.link is not None:
-        tasks.append(asyncio.create_task(chat.link.run()))
+    if chat.redis_link is not None:
+        tasks.append(asyncio.create_task(chat.redis_link.run()))
     started(server.port)
     try:
         await stop.wait()

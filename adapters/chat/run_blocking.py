@@ -11,14 +11,14 @@ from collections.abc import Callable
 from .. import blocking as ws_blocking
 from .._common import ConnectionClosed
 from .actions import ChatActions
+from .link import LinkState
 from .resp import (
     ProtocolError,
     RedisError,
     Reply,
     ReplyParser,
+    Subscription,
     command,
-    parse_redis_url,
-    pushed_message,
     text_items,
 )
 from .service import (
@@ -27,7 +27,6 @@ from .service import (
     TICK,
     WS_PATH,
     ChatSettings,
-    logger,
     server_options,
 )
 
@@ -42,22 +41,17 @@ class _Waiter:
         self.reply: Reply = None
 
 
-class RedisLink:
-    """Two connections to Redis (one subscribed, one for commands), kept up
-    with backoff by a thread; see the asyncio chat's twin."""
+class RedisLink(LinkState):
+    """The blocking sockets of `LinkState`, served by a thread."""
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
-        self.host, self.port, self.db = parse_redis_url(url)
-        self.history_length = history
-        self.deliver = deliver
-        self.up = False
+        super().__init__(url, history, deliver)
         self._lock = threading.Lock()  # guards the command socket and the waiters
         self._commands: socket.socket | None = None
         self._waiting: deque[_Waiter | None] = deque()
         self._stop = threading.Event()
 
     def run(self) -> None:
-        delay = 0.25
         while not self._stop.is_set():
             try:
                 self._session()
@@ -67,11 +61,9 @@ class RedisLink:
                 reason = "connection closed"
             if self._stop.is_set():
                 return
-            if self.up or delay == 0.25:
-                logger.warning("redis unavailable (%s); retrying with backoff", reason)
+            delay = self._lost(reason)
             self._down()
             self._stop.wait(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,20 +84,13 @@ class RedisLink:
                 self._commands = commands
             reader = threading.Thread(target=self._read_replies, args=(commands,), daemon=True)
             reader.start()
-            parser = ReplyParser()
+            subscription = Subscription()
             while data := sub.recv(65536):
                 if self._stop.is_set():
                     return
-                for reply in parser.feed(data):
-                    pushed = pushed_message(reply)
-                    if pushed is not None:
-                        self.deliver(pushed)
-                    elif isinstance(reply, list) and reply[:1] == [b"subscribe"]:
-                        if not self.up:
-                            logger.info("redis connected at %s:%d", self.host, self.port)
-                        self.up = True
-                    elif isinstance(reply, RedisError):
-                        raise reply
+                for payload in subscription.feed(data):
+                    self.deliver(payload)
+                self._confirm(subscription)
 
     def _read_replies(self, commands: socket.socket) -> None:
         parser = ReplyParser()

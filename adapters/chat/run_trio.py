@@ -9,25 +9,22 @@ from collections.abc import Callable
 import trio
 
 from .. import trio as ws_trio
-from .._common import ConnectionClosed
-from .actions import ChatActions
+from .actions import AsyncChatActions
+from .link import LinkState
 from .resp import (
     ProtocolError,
     RedisError,
     Reply,
     ReplyParser,
+    Subscription,
     command,
-    parse_redis_url,
-    pushed_message,
     text_items,
 )
 from .service import (
     CHANNEL,
     HISTORY_KEY,
     TICK,
-    WS_PATH,
     ChatSettings,
-    logger,
     server_options,
 )
 
@@ -49,21 +46,16 @@ class _Waiter:
         self.reply: Reply = None
 
 
-class RedisLink:
-    """Two connections to Redis (one subscribed, one for commands), kept up
-    with backoff; see the asyncio chat's twin for the reasoning."""
+class RedisLink(LinkState):
+    """The trio streams of `LinkState`."""
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
-        self.host, self.port, self.db = parse_redis_url(url)
-        self.history_length = history
-        self.deliver = deliver
-        self.up = False
+        super().__init__(url, history, deliver)
         self._outbox: list[bytes] = []
         self._wake = trio.Event()
         self._waiting: deque[_Waiter | None] = deque()
 
     async def run(self) -> None:
-        delay = 0.25
         while True:
             reason = "connection closed"
             try:
@@ -71,11 +63,9 @@ class RedisLink:
             except* _LINK_ERRORS as group:  # the session's nursery groups them
                 first = group.exceptions[0]
                 reason = str(first) or type(first).__name__
-            if self.up or delay == 0.25:
-                logger.warning("redis unavailable (%s); retrying with backoff", reason)
+            delay = self._lost(reason)
             self._down()
             await trio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
 
     async def _session(self) -> None:
         async with (
@@ -89,19 +79,13 @@ class RedisLink:
                 self._waiting.appendleft(None)
             nursery.start_soon(self._write_commands, commands)
             nursery.start_soon(self._read_replies, commands)
-            parser = ReplyParser()
+            subscription = Subscription()
             while data := await sub.receive_some(65536):
-                for reply in parser.feed(data):
-                    pushed = pushed_message(reply)
-                    if pushed is not None:
-                        self.deliver(pushed)
-                    elif isinstance(reply, list) and reply[:1] == [b"subscribe"]:
-                        if not self.up:
-                            logger.info("redis connected at %s:%d", self.host, self.port)
-                        self.up = True
-                        self._wake.set()
-                    elif isinstance(reply, RedisError):
-                        raise reply
+                for payload in subscription.feed(data):
+                    self.deliver(payload)
+                if subscription.confirmed and not self.up:
+                    self._wake.set()  # commands queued while Redis was away
+                self._confirm(subscription)
             nursery.cancel_scope.cancel()
 
     async def _write_commands(self, stream: trio.SocketStream) -> None:
@@ -151,31 +135,17 @@ class RedisLink:
         return text_items(waiter.reply)
 
 
-class TrioChat(ChatActions[ws_trio.WebSocket]):
+class TrioChat(AsyncChatActions[ws_trio.WebSocket]):
     def __init__(self, settings: ChatSettings, nursery: trio.Nursery) -> None:
         super().__init__(settings)
         self.nursery = nursery
-        self.link: RedisLink | None = None
+        self.redis_link: RedisLink | None = None
         if settings.redis is not None:
-            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
+            link = RedisLink(settings.redis, settings.history, self.from_redis)
+            self.redis = self.link = self.redis_link = link
 
     def close_later(self, peer: ws_trio.WebSocket, code: int, reason: str) -> None:
         self.nursery.start_soon(peer.close, code, reason)
-
-    async def handler(self, ws: ws_trio.WebSocket) -> None:
-        if ws.request is None or ws.request.path != WS_PATH:
-            await ws.close(1008, f"the chat is at {WS_PATH}")
-            return
-        history = None if self.link is None else await self.link.history()
-        client = self.arrive(ws, history)
-        try:
-            async for message in ws:
-                if not self.receive(client, message):
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            self.leave(client)
 
     async def ticker(self) -> None:
         while True:
@@ -199,8 +169,8 @@ async def serve_chat(
             )
         )
         nursery.start_soon(chat.ticker)
-        if chat.link is not None:
-            nursery.start_soon(chat.link.run)
+        if chat.redis_link is not None:
+            nursery.start_soon(chat.redis_link.run)
         started(server.port)
         await stop.wait()
         await server.aclose()

@@ -129,10 +129,10 @@ def test_workers_keep_serving_while_redis_is_away(backend: str) -> None:
 
         with redis_server(port):  # back on the same port: they reconnect by themselves
             deadline = time.monotonic() + 40
-            while True:
+            while True:  # until both are back: before that, "after" stays local
                 ann.send(type="message", text="after")
                 try:
-                    wait_for(bob, "message", text="after")
+                    bob.next_of("message", timeout=1.5, text="after")
                     break
                 except TimeoutError:
                     assert time.monotonic() < deadline, "the workers did not reconnect"
