@@ -26,8 +26,6 @@ from .service import (
     server_options,
 )
 
-BACKOFF_MAX = 10.0
-
 
 class RedisLink(LinkState):
     """The asyncio streams of `LinkState`."""

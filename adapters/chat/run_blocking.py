@@ -30,8 +30,6 @@ from .service import (
     server_options,
 )
 
-BACKOFF_MAX = 10.0
-
 
 class _Waiter:
     __slots__ = ("done", "reply")

@@ -28,7 +28,6 @@ from .service import (
     server_options,
 )
 
-BACKOFF_MAX = 10.0
 _LINK_ERRORS = (
     OSError,
     ProtocolError,
