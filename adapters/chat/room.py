@@ -125,7 +125,10 @@ class Room:
             raise ValueError(f"client {client} is already in the room")
         config = self.config
         self._clients[client] = _Client(TokenBucket(config.rate, config.burst, now))
-        past = self.history if history is None else history[-config.history :]
+        if not config.history:
+            past: list[str] = []  # (and a slice [-0:] would be everything)
+        else:
+            past = self.history if history is None else history[-config.history :]
         welcome = (
             f'{{"type":"welcome","history":[{",".join(past)}],'
             f'"online":{self.online(now)},"max_text":{config.max_text}}}'
@@ -214,7 +217,7 @@ class Room:
                 self._history.append(text)
             return [Broadcast(text)]
         actions: list[Action] = [Publish(encode({"worker": self.config.worker, "event": event}))]
-        if event["type"] == "message":
+        if event["type"] == "message" and self.config.history:
             actions.append(Store(encode(event)))
         return actions
 

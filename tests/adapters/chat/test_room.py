@@ -59,6 +59,17 @@ def test_welcome_then_join_then_message() -> None:
     assert welcome["online"] == 2
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_no_history_keeps_and_stores_none(shared: bool) -> None:
+    room = Room(RoomConfig(history=0, shared=shared))
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    actions = room.receive(1, say("gone"), T0)
+    assert not any(isinstance(a, Store) for a in actions)
+    [welcome] = sent_to(room.connect(2, T0, history=['{"type":"message"}']), 2)
+    assert welcome["history"] == []
+
+
 def test_errors_go_to_the_sender_only() -> None:
     room = Room()
     room.connect(1, T0)
