@@ -331,12 +331,18 @@ def wsproto_server() -> Iterator[int]:
             except (AssertionError, OSError):
                 return  # the client closed
 
+    listener.settimeout(0.1)  # so that the loop sees the listener close
+    stopping = threading.Event()
+
     def accept_loop() -> None:
-        while True:
+        while not stopping.is_set():
             try:
                 sock, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            sock.settimeout(10)
             thread = threading.Thread(target=serve_one, args=(sock,), daemon=True)
             thread.start()
             threads.append(thread)
@@ -346,8 +352,9 @@ def wsproto_server() -> Iterator[int]:
     try:
         yield listener.getsockname()[1]
     finally:
-        listener.close()
+        stopping.set()
         acceptor.join(5)
+        listener.close()
         for thread in threads:
             thread.join(5)
 
