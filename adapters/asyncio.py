@@ -537,6 +537,7 @@ class Server:
         self.handler_tasks: set[asyncio.Task[None]] = set()
 
     def track(self, ws: WebSocket) -> None:
+        self.connections.add(ws)
         self.admission.enter(_ip_of(ws.remote_address))
 
     def forget(self, ws: WebSocket) -> None:
@@ -577,8 +578,9 @@ class Server:
         )
 
     def _new_protocol(self) -> _Protocol:
+        # Tracked from connection_made on: with TLS, a failed handshake
+        # never gets there, and an entry made here would stay forever.
         ws = WebSocket(self.settings.new_server_core(), self.settings, server=self)
-        self.connections.add(ws)
         return _CountingProtocol(ws, self)
 
     async def serve_forever(self) -> None:
