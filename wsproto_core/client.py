@@ -30,6 +30,8 @@ class ClientConnection(Connection):
     Takes the keyword options documented on `Connection`.
     """
 
+    __slots__ = ("_body_length", "_buffer", "_offer", "_rejection")
+
     def __init__(
         self,
         host: str,

@@ -105,6 +105,39 @@ class Connection:
     `max_message_size` bounds the decompressed size.
     """
 
+    # Slotted: a server holds one per client, and a dict per connection
+    # cost more than websockets' whole idle connection.
+    __slots__ = (
+        "_client",
+        "_close_timeout",
+        "_compressor",
+        "_keepalive_payloads",
+        "_min_compressed_size",
+        "_out",
+        "_ping_interval",
+        "_ping_timeout",
+        "_reader",
+        "_reading_frames",
+        "_sending_opcode",
+        "_sending_rsv",
+        "_shared_window",
+        "_should_close_transport",
+        "_state",
+        "_timers",
+        "_unsent_pong_bytes",
+        "_writer",
+        "close_code",
+        "close_reason",
+        "compression_settings",
+        "extensions",
+        "max_frame_size",
+        "max_handshake_size",
+        "max_header_count",
+        "max_message_size",
+        "streaming",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,

@@ -37,6 +37,8 @@ class ServerConnection(Connection):
     Takes the keyword options documented on `Connection`.
     """
 
+    __slots__ = ("_body_length", "_buffer", "_head", "_phase", "request")
+
     def __init__(self, **options: Unpack[ConnectionOptions]) -> None:
         super().__init__(client=False, **options)
         self._phase = _Phase.READING_HEAD
