@@ -9,7 +9,7 @@ close codes agree at the end.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 from hypothesis import strategies as st
@@ -21,6 +21,7 @@ from wsproto_core import (
     Connection,
     ConnectionFailed,
     LocalProtocolError,
+    PerMessageDeflate,
     Pong,
     State,
     TextMessage,
@@ -39,10 +40,16 @@ def other(side: Side) -> Side:
 
 
 class BackToBack(RuleBasedStateMachine):
+    OPTIONS: ClassVar[dict[str, object]] = {}
+
     def __init__(self) -> None:
         super().__init__()
         client, server = open_pair(
-            ping_interval=5.0, ping_timeout=3.0, close_timeout=4.0, max_message_size=None
+            ping_interval=5.0,
+            ping_timeout=3.0,
+            close_timeout=4.0,
+            max_message_size=None,
+            **self.OPTIONS,
         )
         self.conns: dict[Side, Connection] = {"client": client, "server": server}
         self.wire: dict[Side, bytes] = {"client": b"", "server": b""}
@@ -184,3 +191,18 @@ class BackToBack(RuleBasedStateMachine):
 
 
 TestBackToBack = BackToBack.TestCase
+
+
+class CompressedBackToBack(BackToBack):
+    """The same model with permessage-deflate, every message compressed
+    (context takeover both ways, so any lost or reordered byte would show)."""
+
+    OPTIONS: ClassVar[dict[str, object]] = {"compression": PerMessageDeflate(min_size=0)}
+
+    @invariant()
+    def compression_was_negotiated(self) -> None:
+        for conn in self.conns.values():
+            assert [e.name for e in conn.extensions] == ["permessage-deflate"]
+
+
+TestCompressedBackToBack = CompressedBackToBack.TestCase
