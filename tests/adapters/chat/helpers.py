@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +64,8 @@ def running_chat(backend: str, *args: str, port: int = 0) -> Iterator[Chat]:
         found = re.search(r"http://\S+", line)
         assert found, (line, process.stderr.read() if process.stderr else "")
         chat = Chat(process, found.group())
+        if "--redis" in args:  # ready to share the room only once subscribed
+            wait_for_log(process, "redis connected")
         yield chat
     finally:
         if process.poll() is None and not (chat and chat.stopping):
@@ -71,6 +76,25 @@ def running_chat(backend: str, *args: str, port: int = 0) -> Iterator[Chat]:
             process.kill()
             raise
         assert code == 0, process.stderr.read() if process.stderr else code
+
+
+def wait_for_log(process: subprocess.Popen[str], text: str, count: int = 1) -> str:
+    """Read the process's stderr until `text` has appeared `count` times."""
+    assert process.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 15
+    while seen.count(text) < count:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{text!r} not logged; got {seen!r}"
+        # os.read, not readline: a buffered reader could hold the line we
+        # wait for while select() waits for more bytes that never come.
+        fd = process.stderr.fileno()
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the process ended; it logged {seen!r}"
+            seen += chunk.decode("utf-8", "replace")
+    return seen
 
 
 class Member:

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from .helpers import BACKENDS, Chat, Member, running_chat
+from .helpers import BACKENDS, Chat, Member, running_chat, wait_for_log
 
 # scripts/run-tests installs redis-server; a machine without it fails these
 # tests rather than skipping them.
@@ -165,6 +165,7 @@ def test_workers_share_one_port_and_one_room() -> None:
         try:
             assert process.stdout is not None
             assert "2 workers" in process.stdout.readline()
+            wait_for_log(process, "redis connected", count=2)
             members = [Member(f"ws://127.0.0.1:{port}/ws") for _ in range(8)]
             for i, member in enumerate(members):
                 member.join(f"m{i}")
