@@ -9,9 +9,8 @@ trio is made here once, so the three cannot drift apart.
 from __future__ import annotations
 
 import ssl as ssl_module
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypedDict
 from urllib.parse import urlsplit
 
@@ -27,6 +26,8 @@ from wsproto_core import (
     TextFragment,
 )
 from wsproto_core.frames import CloseCode
+
+from ._admission import Admission
 
 Message = str | bytes
 Fragment = TextFragment | BytesFragment
@@ -99,6 +100,14 @@ class ConnectionView:
 
     _core: Connection
     _local_close: tuple[int, str] | None
+    # Called once, just before the transport is closed (a server frees the
+    # connection's per-address slot there, before the peer can come back).
+    _on_transport_closing: Callable[[], None] | None = None
+
+    def _transport_closing(self) -> None:
+        release, self._on_transport_closing = self._on_transport_closing, None
+        if release is not None:
+            release()
 
     def _transport_gone(self) -> bool:
         raise NotImplementedError  # pragma: no cover - each adapter implements it
@@ -279,50 +288,28 @@ def new_client_core(uri: WebSocketURI, settings: Settings) -> ClientConnection:
 # -- the server's side of the handshake --------------------------------------
 
 
-@dataclass
-class Admission:
-    """Counts open connections overall and per IP, for the server limits."""
-
-    settings: Settings
-    total: int = 0
-    per_ip: Counter[str] = field(default_factory=Counter)
-
-    def enter(self, ip: str) -> None:
-        self.total += 1
-        self.per_ip[ip] += 1
-
-    def leave(self, ip: str) -> None:
-        self.total -= 1
-        self.per_ip[ip] -= 1
-        if not self.per_ip[ip]:
-            del self.per_ip[ip]
-
-    def over_limit(self, ip: str) -> str | None:
-        """Why this connection (already counted) is one too many, if it is."""
-        limit = self.settings.max_connections
-        if limit is not None and self.total > limit:
-            return "too many connections"
-        per_ip = self.settings.max_connections_per_ip
-        if per_ip is not None and self.per_ip[ip] > per_ip:
-            return "too many connections from your address"
-        return None
-
-
 def answer_handshake(
-    core: ServerConnection, request: HandshakeRequest, admission: Admission, ip: str
+    view: ConnectionView,
+    core: ServerConnection,
+    request: HandshakeRequest,
+    settings: Settings,
+    admission: Admission,
+    ip: str,
 ) -> bool:
-    """Accept or reject `request` by the server's policy; True if accepted."""
-    settings = admission.settings
-    crowded = admission.over_limit(ip)
-    if crowded is not None:
-        core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
-        return False
+    """Accept or reject `request` by the server's policy; True if accepted,
+    and then `ip` was counted by `admission` until `view` closes its
+    transport."""
     origins = settings.origins
     if origins is not None and not (
         origins(request) if callable(origins) else request.origin in origins
     ):
         core.reject(403, body=b"origin not allowed\n")
         return False
+    crowded = admission.admit(ip)
+    if crowded is not None:
+        core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
+        return False
+    view._on_transport_closing = lambda: admission.release(ip)
     chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
     core.accept(subprotocol=chosen)
     return True

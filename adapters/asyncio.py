@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
@@ -43,8 +44,8 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
+from ._admission import AcceptFailures, Admission, refuse_overloaded
 from ._common import (
-    Admission,
     ClientOptions,
     ConcurrencyError,
     ConnectionClosed,
@@ -340,6 +341,7 @@ class WebSocket(ConnectionView):
             transport.pause_reading()
         if core.should_close_transport and not self._closing:
             self._closing = True
+            self._transport_closing()
             transport.close()
             # close() waits for the buffer to drain; a peer that stopped
             # reading would keep the connection forever.
@@ -412,7 +414,7 @@ class WebSocket(ConnectionView):
         assert isinstance(self._core, ServerConnection)
         self.request = request
         ip = _ip_of(self.remote_address)
-        if not answer_handshake(self._core, request, server.admission, ip):
+        if not answer_handshake(self, self._core, request, self._settings, server.admission, ip):
             return
         self._opened.set_result(None)
         self.handler_task = self._loop.create_task(server.run_handler(self))
@@ -523,14 +525,23 @@ def _ip_of(address: Any) -> str:
 
 
 class Server:
-    """A listening server. `close()` sends 1001 Going Away to every client."""
+    """A listening server. `close()` sends 1001 Going Away to every client.
+
+    The accept loop is ours rather than `loop.create_server`'s so that it
+    follows the rules of `adapters._admission` on asyncio and uvloop alike:
+    a lack of descriptors is logged once per episode (asyncio's own loop
+    logs every attempt), and the connections over `max_connections` are
+    answered at once without a protocol or a task."""
 
     def __init__(self, handler: Handler, settings: Settings) -> None:
         self.handler = handler
         self.settings = settings
-        self.admission = Admission(settings)
+        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
         self.connections: set[WebSocket] = set()
-        self._listener: asyncio.Server | None = None
+        self._listeners: list[socket.socket] = []
+        self._accept_tasks: set[asyncio.Task[None]] = set()
+        self._accept_failures = AcceptFailures(logger)
+        self._stopped: asyncio.Future[None] | None = None
         self._closing = False
         # Handlers outlive their connection's entry in `connections` (a
         # peer that left); close() must still cancel them.
@@ -538,12 +549,12 @@ class Server:
 
     def track(self, ws: WebSocket) -> None:
         self.connections.add(ws)
-        self.admission.enter(_ip_of(ws.remote_address))
 
     def forget(self, ws: WebSocket) -> None:
         if ws in self.connections:
             self.connections.discard(ws)
-            self.admission.leave(_ip_of(ws.remote_address))
+            ws._transport_closing()
+            self.admission.depart()
 
     async def run_handler(self, ws: WebSocket) -> None:
         try:
@@ -559,8 +570,8 @@ class Server:
             await ws.wait_closed()
 
     @property
-    def sockets(self) -> tuple[Any, ...]:
-        return tuple(self._listener.sockets) if self._listener is not None else ()
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self._listeners)
 
     @property
     def port(self) -> int:
@@ -568,30 +579,60 @@ class Server:
 
     async def start(self, host: str | None, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._new_protocol,
-            host,
-            port,
-            ssl=self.settings.ssl,
-            reuse_address=True,
-            reuse_port=self.settings.reuse_port or None,
-        )
+        self._stopped = loop.create_future()
+        self._listeners = await _listen(host, port, reuse_port=self.settings.reuse_port)
+        for listener in self._listeners:
+            task = loop.create_task(self._accept_loop(listener))
+            self._accept_tasks.add(task)
 
-    def _new_protocol(self) -> _Protocol:
-        # Tracked from connection_made on: with TLS, a failed handshake
-        # never gets there, and an entry made here would stay forever.
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        failures = self._accept_failures
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as error:
+                if listener.fileno() < 0:
+                    return  # closed by close()
+                await asyncio.sleep(failures.failed(error))
+                continue
+            if not self.admission.arrive():
+                failures.refused(self.admission.max_connections)
+                refuse_overloaded(sock.fileno())
+                sock.close()
+                continue
+            failures.accepted()
+            task = loop.create_task(self._open(sock))
+            self.handler_tasks.add(task)
+            task.add_done_callback(self.handler_tasks.discard)
+
+    async def _open(self, sock: socket.socket) -> None:
+        """Give an accepted socket its transport (and TLS); a failure here
+        is this connection's alone."""
         ws = WebSocket(self.settings.new_server_core(), self.settings, server=self)
-        return _CountingProtocol(ws, self)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: _CountingProtocol(ws, self),
+                sock,
+                ssl=self.settings.ssl,
+                ssl_handshake_timeout=self.settings.open_timeout if self.settings.ssl else None,
+            )
+        except Exception:  # TLS failures, a reset during it, a timeout: all alike
+            if ws not in self.connections:  # never made: nothing else will count it out
+                self.admission.depart()
+                sock.close()
 
     async def serve_forever(self) -> None:
-        assert self._listener is not None
-        await self._listener.serve_forever()
+        assert self._stopped is not None
+        await asyncio.shield(self._stopped)
 
     async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection with `code`, wait for them
         (at most `close_timeout`, then cancel what is left)."""
-        if self._listener is not None:
-            self._listener.close()
+        for task in self._accept_tasks:
+            task.cancel()
+        for listener in self._listeners:
+            listener.close()
         self._closing = True
         connections = list(self.connections)
         for ws in connections:
@@ -609,8 +650,8 @@ class Server:
             task.cancel()
         if handlers:
             await asyncio.wait(handlers, timeout=self.settings.close_timeout)
-        if self._listener is not None:
-            await self._listener.wait_closed()
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
     async def __aenter__(self) -> Server:
         return self
@@ -624,8 +665,38 @@ class Server:
         await self.close()
 
 
+async def _listen(host: str | None, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """Listening sockets for every address `host` names (all interfaces
+    for None or ""), as `loop.create_server` would bind them."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
 class _CountingProtocol(_Protocol):
-    """Counts the connection for the per-IP limit as soon as it is made."""
+    """Tracks the connection from the moment its transport is made."""
 
     def __init__(self, ws: WebSocket, server: Server) -> None:
         super().__init__(ws)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
-import selectors
+import select
 import socket
 import ssl as ssl_module
+import struct
 import threading
 import time
 from collections import deque
@@ -48,9 +50,9 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
+from ._admission import AcceptFailures, Admission, default_connection_cap, refuse_overloaded
 from ._common import (
     READ_SIZE,
-    Admission,
     ClientOptions,
     ConcurrencyError,
     ConnectionClosed,
@@ -74,6 +76,15 @@ __all__ = ["Server", "WebSocket", "connect", "serve"]
 logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], None]
 _now = time.monotonic
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets
+
+
+def _poller(sock: socket.socket) -> select.poll:
+    """Waits for the socket to be readable; unlike a selector, a poll
+    object costs no descriptor, so a connection costs exactly one."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return poller
 
 
 class WebSocket(ConnectionView):
@@ -232,16 +243,24 @@ class WebSocket(ConnectionView):
         a broadcast must never wait for its slowest peer. A writer thread of
         this connection sends it. Returns the bytes now waiting to reach
         this peer, by which the caller can judge it too slow."""
+        started = True
         with self._lock:
             if self._core.state is not State.OPEN:
                 raise self._closed_error()
             self._backlog += self._core.send_prepared(message)
             waiting = self._backlog + self._in_flight
             if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._run_writer, daemon=True, name="ws-writer"
-                )
-                self._writer.start()
+                writer = threading.Thread(target=self._run_writer, daemon=True, name="ws-writer")
+                try:
+                    writer.start()
+                except RuntimeError:  # out of threads: this connection cannot go on
+                    started = False
+                else:
+                    started = True
+                    self._writer = writer
+        if self._writer is None and not started:
+            self._abort()
+            raise self._closed_error()
         self._writer_wake.set()
         return waiting
 
@@ -287,15 +306,21 @@ class WebSocket(ConnectionView):
             self._closed.wait()
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        with self._writing():
-            with self._lock:
-                if self._core.state is not State.OPEN:
-                    if self._core.state is State.CONNECTING:
-                        self._abort()
-                    return
-                self._local_close = (code, reason)
-                self._core.close(code, reason)
+        """Start the close handshake without waiting for anything.
+
+        If another thread is writing (maybe stuck on a peer that does not
+        read), the close frame goes out after its write; the core's close
+        timer ends the connection if it never does."""
+        with self._lock:
+            if self._core.state is not State.OPEN:
+                if self._core.state is State.CONNECTING:
+                    self._abort()
+                return
+            self._local_close = (code, reason)
+            self._core.close(code, reason)
+        if self._write_lock.acquire(blocking=False):
             self._write_pending()
+            self._release_writer()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         return self._closed.wait(timeout)
@@ -370,7 +395,9 @@ class WebSocket(ConnectionView):
             self._write_pending()
 
     def _abort(self) -> None:
-        """Close the socket; the reader thread sees it and finishes up."""
+        """Shut the socket down: a thread blocked in recv or sendall on it
+        wakes up, and the reader thread sees it and finishes up."""
+        self._transport_closing()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         if self._reader is None:  # no reader to finish up: do it here
@@ -381,10 +408,15 @@ class WebSocket(ConnectionView):
             if self._finishing:
                 return
             self._finishing = True
-        # Before the socket goes, let a sender finish the write it is in (it
-        # may carry the close reply the reader left to it) and write what is
-        # left, but never wait longer than close_timeout for a stuck peer.
-        writing = self._write_lock.acquire(timeout=self._settings.close_timeout or 10.0)
+            clean = self._core.state is State.CLOSED and self._core.close_code != 1006
+        # After a clean close, let a sender finish the write it is in (it may
+        # carry the close reply the reader left to it), for close_timeout at
+        # most. Otherwise nothing owed is left: wake any stuck writer now.
+        wait = (self._settings.close_timeout or 10.0) if clean else 0.0
+        writing = self._write_lock.acquire(timeout=wait)
+        if not writing:
+            self._discard_unsent()
+            writing = self._write_lock.acquire(timeout=1.0)  # woken by the shutdown
         try:
             if writing:
                 self._write_pending()
@@ -397,7 +429,19 @@ class WebSocket(ConnectionView):
         finally:
             if writing:
                 self._write_lock.release()
+        if not clean:
+            self._discard_unsent()
+        self._transport_closing()
         self._sock.close()
+
+    def _discard_unsent(self) -> None:
+        """Reset rather than close gracefully: a peer that stopped reading
+        would otherwise keep our unsent bytes in the kernel, and a writer
+        blocked on it, long after we gave up on it."""
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def _process(self, events: list[Event]) -> None:
         """Act on the core's events; the caller holds the lock."""
@@ -426,14 +470,14 @@ class WebSocket(ConnectionView):
     def _pong(self, payload: bytes) -> None:
         answer_pings(self._pings, payload, _now())  # the notify in _process wakes ping()
 
-    def _wait_readable(self, selector: selectors.BaseSelector) -> bool:
+    def _wait_readable(self, poller: select.poll) -> bool:
         """Sleep until data or the core's next deadline; False on a deadline."""
         with self._lock:
             deadline = self._core.next_deadline(_now())
         if isinstance(self._sock, ssl_module.SSLSocket) and self._sock.pending():
             return True
-        timeout = None if deadline is None else max(0.0, deadline - _now())
-        if selector.select(timeout):
+        timeout = None if deadline is None else max(0, math.ceil((deadline - _now()) * 1000))
+        if poller.poll(timeout):
             return True
         with self._lock:
             self._process(self._core.handle_timeout(_now()))
@@ -476,51 +520,52 @@ class WebSocket(ConnectionView):
                 return
 
     def _run_reader(self) -> None:
-        selector = selectors.DefaultSelector()
         try:
-            selector.register(self._sock, selectors.EVENT_READ)
+            poller = _poller(self._sock)
             while not self._core.should_close_transport:
                 self._wait_for_room()
                 if self._core.should_close_transport:
                     break
-                if self._wait_readable(selector) and not self._read_once():
+                if self._wait_readable(poller) and not self._read_once():
                     break
         except (OSError, ValueError):
             pass  # the socket was closed under us
         finally:
-            selector.close()
             self._finish()
 
-    def _start_reader(self) -> None:
-        self._reader = threading.Thread(target=self._run_reader, daemon=True, name="ws-reader")
-        self._reader.start()
+    def _start_reader(self) -> bool:
+        """False if no thread could be started (the caller gives up the
+        connection: a thread limit is the server's episode to log)."""
+        reader = threading.Thread(target=self._run_reader, daemon=True, name="ws-reader")
+        try:
+            reader.start()
+        except RuntimeError:
+            return False
+        self._reader = reader
+        return True
 
     def _handshake(self, on_request: Callable[[HandshakeRequest], bool] | None) -> bool:
         """Run the opening handshake in this thread; True once open."""
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
-        try:
-            with self._writing():
-                self._write_pending()  # the client's request
-            answered = False
-            while not self._core.should_close_transport and self._core.state is State.CONNECTING:
-                if not self._wait_readable(selector):
-                    continue
-                self._read_once()
-                if self.request is not None and on_request is not None and not answered:
-                    answered = True
-                    with self._writing():
-                        with self._lock:
-                            if on_request(self.request):
-                                self._accepted = True
-                                self._process(self._core.receive_data(b""))  # early frames
-                        self._write_pending()
-        finally:
-            selector.close()
-        if not self._accepted:  # (it may be closed already: that is recv's news)
+        poller = _poller(self._sock)
+        with self._writing():
+            self._write_pending()  # the client's request
+        answered = False
+        while not self._core.should_close_transport and self._core.state is State.CONNECTING:
+            if not self._wait_readable(poller):
+                continue
+            self._read_once()
+            if self.request is not None and on_request is not None and not answered:
+                answered = True
+                with self._writing():
+                    with self._lock:
+                        if on_request(self.request):
+                            self._accepted = True
+                            self._process(self._core.receive_data(b""))  # early frames
+                    self._write_pending()
+        if not self._accepted or not self._start_reader():
+            # (it may be closed already: that is recv's news)
             self._abort()
             return False
-        self._start_reader()
         return True
 
 
@@ -528,16 +573,27 @@ class WebSocket(ConnectionView):
 
 
 class Server:
-    """A listening server; `serve_forever()` accepts until `shutdown()`."""
+    """A listening server; `serve_forever()` accepts until `shutdown()`.
+
+    Each connection costs one descriptor and up to three threads (its
+    handler's, a reader, and a writer once `send_prepared` is used), so
+    unless `max_connections` says otherwise the server holds at most what
+    the process's descriptor and thread limits allow
+    (`adapters._admission.default_connection_cap`) and answers the excess
+    with 503 at once, from the accept loop, without a thread."""
 
     def __init__(self, handler: Handler, host: str | None, port: int, settings: Settings) -> None:
         self.handler = handler
         self.settings = settings
-        self.admission = Admission(settings)
-        self._admission_lock = threading.Lock()
+        cap = settings.max_connections
+        if cap is None:
+            cap = default_connection_cap(threads_per_connection=3)
+        self.admission = Admission(cap, settings.max_connections_per_ip)
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
-        self._listener = socket.create_server((host or "", port), reuse_port=settings.reuse_port)
+        self._listener = socket.create_server(
+            (host or "", port), reuse_port=settings.reuse_port, backlog=socket.SOMAXCONN
+        )
         self._listener.setblocking(False)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._stopping = threading.Event()
@@ -545,65 +601,92 @@ class Server:
         self._shut_down = False
         self._serving = False
         self._stopped = threading.Event()
+        self._accept_failures = AcceptFailures(logger)
 
     @property
     def port(self) -> int:
         return int(self._listener.getsockname()[1])
 
     def serve_forever(self) -> None:
+        """Accept until `shutdown()`. No failure of one connection, nor a
+        lack of descriptors or threads, ends it (see `adapters._admission`)."""
         self._serving = True
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._wakeup_r, selectors.EVENT_READ)
+        poller = select.poll()
+        poller.register(self._listener, select.POLLIN)
+        poller.register(self._wakeup_r, select.POLLIN)
+        failures = self._accept_failures
         try:
             while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is self._wakeup_r:
-                        break
-                    try:
-                        sock, address = self._listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    sock.setblocking(True)
-                    thread = threading.Thread(
-                        target=self._serve_one, args=(sock, address), daemon=True, name="ws-conn"
-                    )
-                    self._threads.add(thread)
+                ready = poller.poll()
+                if any(fd == self._wakeup_r.fileno() for fd, _ in ready):
+                    break
+                try:
+                    sock, address = self._listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as error:
+                    # Out of descriptors: the connection waits in the backlog.
+                    # poll() would say "readable" at once, so wait instead.
+                    self._stopping.wait(failures.failed(error))
+                    continue
+                if not self.admission.arrive():
+                    failures.refused(self.admission.max_connections)
+                    refuse_overloaded(sock.fileno())
+                    sock.close()
+                    continue
+                thread = threading.Thread(
+                    target=self._serve_one, args=(sock, address), daemon=True, name="ws-conn"
+                )
+                self._threads.add(thread)
+                try:
                     thread.start()
+                except RuntimeError as error:  # can't start new thread
+                    self._threads.discard(thread)
+                    self.admission.depart()
+                    refuse_overloaded(sock.fileno())
+                    sock.close()
+                    failures.failed(error)
+                    continue
+                failures.accepted()
         finally:
-            selector.close()
             self._listener.close()
             self._stopped.set()
 
     def _serve_one(self, sock: socket.socket, address: Any) -> None:
-        ip = str(address[0])
-        with self._admission_lock:
-            self.admission.enter(ip)
+        """One connection, from accept to close; whatever happens here ends
+        this connection only."""
         ws: WebSocket | None = None
         try:
+            ip = str(address[0])
             _no_delay(sock)
             if self.settings.ssl is not None:
                 sock.settimeout(self.settings.open_timeout)
                 sock = self.settings.ssl.wrap_socket(sock, server_side=True)
                 sock.settimeout(None)
             ws = WebSocket(sock, self.settings.new_server_core(), self.settings)
+            ws.remote_address = address
             self.connections.add(ws)
-            if ws._handshake(lambda request: self._admit(request, ws, ip)):
+            core = ws._core
+            assert isinstance(core, ServerConnection)
+            if ws._handshake(
+                lambda request: answer_handshake(
+                    ws, core, request, self.settings, self.admission, ip
+                )
+            ):
                 self._run_handler(ws)
         except (OSError, ssl_module.SSLError):
-            sock.close()
+            pass  # the peer went away (or was never quite there)
+        except Exception:
+            logger.exception("connection failed")
         finally:
             if ws is not None:
                 self.connections.discard(ws)
-            with self._admission_lock:
-                self.admission.leave(ip)
+                if not ws._closed.is_set():
+                    ws._abort()
+                ws._transport_closing()
+            sock.close()
+            self.admission.depart()
             self._threads.discard(threading.current_thread())
-
-    def _admit(self, request: HandshakeRequest, ws: WebSocket, ip: str) -> bool:
-        core = ws._core
-        assert isinstance(core, ServerConnection)
-        with self._admission_lock:
-            return answer_handshake(core, request, self.admission, ip)
 
     def _run_handler(self, ws: WebSocket) -> None:
         try:

@@ -46,9 +46,9 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
+from ._admission import AcceptFailures, Admission, refuse_overloaded
 from ._common import (
     READ_SIZE,
-    Admission,
     ClientOptions,
     ConcurrencyError,
     ConnectionClosed,
@@ -292,6 +292,7 @@ class WebSocket(ConnectionView):
             self._read_scope.deadline = math.inf if deadline is None else deadline
 
     async def _abort(self) -> None:
+        self._transport_closing()
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self._stream)
 
@@ -429,29 +430,46 @@ class Server:
     def __init__(self, handler: Handler, settings: Settings) -> None:
         self.handler = handler
         self.settings = settings
-        self.admission = Admission(settings)
+        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
         self.connections: set[WebSocket] = set()
         self.listeners: list[trio.SocketListener] = []
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
+        self._accept_failures = AcceptFailures(logger)
 
     @property
     def port(self) -> int:
         return int(self.listeners[0].socket.getsockname()[1])
 
     async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        """Accept until cancelled; no failure of one connection, nor a lack
+        of descriptors, ends it (see `adapters._admission`)."""
         assert self._nursery is not None
+        failures = self._accept_failures
         with self._accepting:
             while True:
-                stream = await listener.accept()
+                try:
+                    stream = await listener.accept()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return  # our own aclose()
+                except OSError as error:
+                    await trio.sleep(failures.failed(error))
+                    continue
+                if not self.admission.arrive():
+                    failures.refused(self.admission.max_connections)
+                    _refuse_overloaded(stream.socket)
+                    continue
+                failures.accepted()
                 self._nursery.start_soon(self._serve_one, stream)
 
     async def _serve_one(self, socket_stream: trio.SocketStream) -> None:
-        address = socket_stream.socket.getpeername()
-        ip = str(address[0])
-        self.admission.enter(ip)
+        """One connection, from accept to close. Whatever happens here ends
+        this connection only: nothing may escape into the server's nursery."""
         stream: trio.abc.Stream = socket_stream
+        ws: WebSocket | None = None
         try:
+            address = socket_stream.socket.getpeername()  # ENOTCONN if reset already
+            ip = str(address[0])
             if self.settings.ssl is not None:
                 stream = trio.SSLStream(socket_stream, self.settings.ssl, server_side=True)
             ws = WebSocket(stream, self.settings.new_server_core(), self.settings)
@@ -462,22 +480,26 @@ class Server:
             opened = False
             with trio.move_on_after(self.settings.open_timeout or math.inf):
                 opened = await ws._handshake(
-                    lambda request: answer_handshake(core, request, self.admission, ip)
+                    lambda request: answer_handshake(
+                        ws, core, request, self.settings, self.admission, ip
+                    )
                 )
             if opened:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(ws._run_writer)
                     nursery.start_soon(ws._run_reader)
                     await self._run_handler(ws)
-            else:
-                await ws._abort()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away (or was never quite there)
+        except Exception:
+            logger.exception("connection failed")
         finally:
-            self.admission.leave(ip)
-            for ws_ in [w for w in self.connections if w._stream is stream]:
-                self.connections.discard(ws_)
-            await trio.aclose_forcefully(stream)
+            if ws is not None:
+                ws._transport_closing()
+                self.connections.discard(ws)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self.admission.depart()
 
     async def _run_handler(self, ws: WebSocket) -> None:
         try:
@@ -505,6 +527,12 @@ class Server:
                 await ws.wait_closed()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+
+def _refuse_overloaded(sock: trio.socket.SocketType) -> None:
+    """Answer 503 at once, without reading the request or starting a task."""
+    refuse_overloaded(sock.fileno())
+    sock.close()
 
 
 async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListener:

@@ -10,7 +10,6 @@ import pytest
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
 from adapters._common import (
-    Admission,
     ConcurrencyError,
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -69,19 +68,6 @@ def test_settings_defaults_and_validation() -> None:
         Settings.of({"max_queue": 0})
     with pytest.raises(ValueError, match="write_limit"):
         Settings.of({"write_limit": 0})
-
-
-def test_admission_counts_total_and_per_ip() -> None:
-    admission = Admission(Settings.of({"max_connections": 2, "max_connections_per_ip": 1}))
-    admission.enter("10.0.0.1")
-    assert admission.over_limit("10.0.0.1") is None
-    admission.enter("10.0.0.1")
-    assert admission.over_limit("10.0.0.1") == "too many connections from your address"
-    admission.enter("10.0.0.2")
-    assert admission.over_limit("10.0.0.2") == "too many connections"
-    for ip in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
-        admission.leave(ip)
-    assert (admission.total, dict(admission.per_ip)) == (0, {})
 
 
 def test_a_pong_answers_its_ping_and_every_earlier_one() -> None:
