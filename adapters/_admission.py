@@ -23,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import resource
 import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsproto_core.http import build_response
@@ -94,14 +97,25 @@ class AcceptFailures:
     """Turns accept() failures into delays, and logs resource episodes once.
 
     `failed(error)` returns how long to sleep before the next attempt (0 for
-    a connection that vanished); `accepted()` ends an episode."""
+    a connection that vanished); `refused(limit)` notes a connection turned
+    away at `max_connections`; `accepted()` notes a connection let in.
 
-    __slots__ = ("_delay", "_logger", "_starts", "in_episode")
+    An episode lasts until the limit has not been hit for `QUIET` seconds:
+    under a steady attack, accepts and failures alternate as descriptors
+    come and go, and a log line per flip would be the flood this avoids.
+    The end is logged with the next connection let in after that."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    __slots__ = ("_clock", "_delay", "_hits", "_last_hit", "_logger", "_starts", "in_episode")
+
+    QUIET = 10.0
+
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
+        self._clock = clock
         self._delay = FIRST_DELAY
         self._starts = 0
+        self._hits = 0
+        self._last_hit = -math.inf
         self.in_episode = False
 
     @property
@@ -112,25 +126,35 @@ class AcceptFailures:
     def failed(self, error: BaseException) -> float:
         if is_connection_error(error):
             return 0.0
-        self._begin(f"{_describe(error)}; new connections wait until it passes")
+        if self._hit(f"{_describe(error)}; new connections wait until it passes"):
+            self._delay = FIRST_DELAY
         delay, self._delay = self._delay, min(self._delay * 2, MAX_DELAY)
         return delay
 
     def refused(self, limit: int | None) -> None:
         """A connection was answered 503 for being over `max_connections`."""
-        self._begin(f"{limit} connections; the excess is answered 503")
-
-    def _begin(self, what: str) -> None:
-        if not self.in_episode:
-            self.in_episode = True
-            self._starts += 1
-            self._delay = FIRST_DELAY
-            self._logger.warning("server at a resource limit (%s)", what)
+        self._hit(f"{limit} connections; the excess is answered 503")
 
     def accepted(self) -> None:
-        if self.in_episode:
+        self._delay = FIRST_DELAY
+        if self.in_episode and self._clock() - self._last_hit >= self.QUIET:
             self.in_episode = False
-            self._logger.warning("server accepting connections again")
+            self._logger.warning(
+                "server accepting connections again (%d refused or delayed meanwhile)",
+                self._hits,
+            )
+
+    def _hit(self, what: str) -> bool:
+        """Count one hit of a limit; True if it starts an episode (logged)."""
+        self._last_hit = self._clock()
+        self._hits += 1
+        if self.in_episode:
+            return False
+        self.in_episode = True
+        self._starts += 1
+        self._hits = 1
+        self._logger.warning("server at a resource limit (%s)", what)
+        return True
 
 
 def _describe(error: BaseException) -> str:

@@ -59,7 +59,8 @@ def test_a_vanished_peer_is_not_a_resource_episode(caplog: pytest.LogCaptureFixt
 def test_a_resource_episode_is_logged_once_and_backs_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    failures = AcceptFailures(logging.getLogger("test"))
+    now = [100.0]
+    failures = AcceptFailures(logging.getLogger("test"), clock=lambda: now[0])
     delays = [failures.failed(OSError(errno.EMFILE, "Too many open files")) for _ in range(50)]
     delays.append(failures.failed(RuntimeError("can't start new thread")))
     assert delays[0] < delays[1] < delays[2]
@@ -68,15 +69,25 @@ def test_a_resource_episode_is_logged_once_and_backs_off(
         "server at a resource limit (EMFILE: Too many open files; "
         "new connections wait until it passes)"
     ]
-    failures.refused(100)  # still the same episode
+    # Under attack, descriptors come and go: accepts between failures are
+    # still the same episode, and nothing more is logged.
+    for _ in range(20):
+        now[0] += 1.0
+        failures.accepted()
+        assert failures.failed(OSError(errno.EMFILE, "x")) == delays[0]  # reset by the accept
+        failures.refused(100)
+    assert len(caplog.records) == 1
+    assert failures.in_episode
+    now[0] += AcceptFailures.QUIET
     failures.accepted()
     failures.accepted()
-    assert caplog.records[-1].getMessage() == "server accepting connections again"
+    assert caplog.records[-1].getMessage() == (
+        "server accepting connections again (91 refused or delayed meanwhile)"
+    )
     assert len(caplog.records) == 2
     failures.refused(100)
     assert "100 connections; the excess is answered 503" in caplog.records[-1].getMessage()
     assert failures.episodes == 2
-    assert failures.failed(OSError(errno.ENFILE, "x")) == delays[0]  # a new episode starts over
 
 
 def test_the_default_cap_follows_the_descriptor_limit() -> None:
