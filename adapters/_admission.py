@@ -236,7 +236,11 @@ def _thread_budget() -> int | None:
     soft_memory, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft_memory != resource.RLIM_INFINITY:
         stack = threading.stack_size() or _default_stack_size()
-        budgets.append((soft_memory - _virtual_memory_used()) // (stack + (64 << 10)))
+        # glibc gives threads malloc arenas of 64 MiB of address space each,
+        # up to 8 per core: reserve them first.
+        arenas = 8 * (os.cpu_count() or 1) * (64 << 20)
+        free = soft_memory - _virtual_memory_used() - arenas
+        budgets.append(free // (stack + (64 << 10)))
     try:
         with open("/proc/sys/kernel/threads-max") as limit:
             budgets.append(int(limit.read()) // 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import resource
 import socket
 
@@ -105,10 +106,12 @@ def test_the_default_cap_follows_the_address_space_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     unlimited = default_connection_cap(threads_per_connection=3)
     try:
-        # Room for the process as it is and about 30 more 8 MiB stacks.
+        # Room for the process as it is, its threads' malloc arenas, and
+        # about 30 more 8 MiB stacks.
         with open("/proc/self/statm") as statm:
             used = int(statm.read().split()[0]) * resource.getpagesize()
-        resource.setrlimit(resource.RLIMIT_AS, (used + (256 << 20), hard))
+        arenas = 8 * (os.cpu_count() or 1) * (64 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (used + arenas + (256 << 20), hard))
         capped = default_connection_cap(threads_per_connection=3)
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
