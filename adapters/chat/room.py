@@ -19,22 +19,48 @@ With several workers, it becomes a Publish; `deliver` turns what comes back
 into a Broadcast. Each worker announces how many clients it has, so every
 room can show the number of people online across all of them.
 
+What a reconnecting client could otherwise amplify is bounded:
+
+- messages, joins and renames are limited per client address (see
+  `ratelimit`), across its connections and for a while after they end;
+- the number of people online is broadcast by `tick` only (the servers
+  call it every second), and only when it changed: at most one presence
+  update a second, however many clients come and go; the announcements
+  to other workers likewise;
+- `left` only follows a join that went through (and so was rate limited).
+
+Whatever arrives from the hub (`deliver`, the shared history given to
+`connect`) is checked as closely as what clients send; what fails is
+dropped and counted in `rejected` (the server logs it, throttled).
+
 `now` is wall-clock time (`time.time()`): it stamps messages, and the rate
 limits and presence timeouts tolerate it stepping back.
 """
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 
-from .protocol import MAX_TEXT, Invalid, Join, Say, encode, error, parse_command
-from .ratelimit import TokenBucket
+from .protocol import (
+    MAX_TEXT,
+    Invalid,
+    Join,
+    Say,
+    encode,
+    error,
+    max_envelope,
+    nick_keys,
+    parse_command,
+    parse_envelope,
+    parse_stored,
+)
+from .ratelimit import UNKNOWN, Addresses, AddressLimits, address_key
 
 PRESENCE_INTERVAL = 5.0  # seconds between a worker's presence announcements
 PRESENCE_TIMEOUT = 3 * PRESENCE_INTERVAL  # a worker silent this long is gone
 NOTICE_INTERVAL = 1.0  # at most one rate-limit notice per client per second
+MAX_WORKERS = 1024  # other workers whose counts are kept (anyone can claim to be one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +97,10 @@ Action = Send | Broadcast | Publish | Store | Close
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoomConfig:
     history: int = 50  # messages a newcomer receives
-    rate: float = 2.0  # messages per second, per client, once the burst is spent
+    rate: float = 2.0  # messages per second, per address, once the burst is spent
     burst: int = 10
+    join_rate: float = 1.0  # joins and renames per second, per address, after the burst
+    join_burst: int = 20
     max_text: int = MAX_TEXT
     worker: str = "w0"  # this process's name among the workers
     shared: bool = False  # rooms are shared through a hub (Redis)
@@ -80,22 +108,38 @@ class RoomConfig:
 
 @dataclass(slots=True)
 class _Client:
-    bucket: TokenBucket
+    address: str  # the key of its limits in `Room._addresses`
+    limits: AddressLimits
     nick: str | None = None
+    keys: tuple[str, str] = ("", "")  # nick_keys(nick), once it has one
     notice_at: float = float("-inf")
 
 
 @dataclass(slots=True)
 class Room:
     config: RoomConfig = field(default_factory=RoomConfig)
+    rejected: int = 0  # events and history items from the hub that were dropped
+    rejection: str = ""  # why the last one was
     _clients: dict[int, _Client] = field(default_factory=dict)
+    _folded: dict[str, int] = field(default_factory=dict)  # nick_keys()[0] -> client
+    _cased: dict[str, int] = field(default_factory=dict)  # nick_keys()[1] -> client
+    _addresses: Addresses = field(init=False)
     _history: deque[str] = field(init=False)
+    _checked: dict[str, str | None] = field(default_factory=dict)  # shared history items
     _others: dict[str, tuple[int, float]] = field(default_factory=dict)  # worker -> (count, seen)
-    _shown_online: int = -1
+    _shown_online: int = 0  # the number of people online the clients were last shown
+    _announced: int = -1
     _announced_at: float = float("-inf")
 
     def __post_init__(self) -> None:
-        self._history = deque(maxlen=self.config.history)
+        config = self.config
+        self._history = deque(maxlen=config.history)
+        self._addresses = Addresses(
+            rate=config.rate,
+            burst=config.burst,
+            join_rate=config.join_rate,
+            join_burst=config.join_burst,
+        )
 
     # -- what the server reads ------------------------------------------------
 
@@ -112,42 +156,56 @@ class Room:
         fallback when Redis is away)."""
         return list(self._history)
 
+    @property
+    def addresses(self) -> int:
+        """Addresses whose limits are remembered (bounded; see `ratelimit`)."""
+        return len(self._addresses)
+
     def online(self, now: float) -> int:
         fresh = (n for n, seen in self._others.values() if now - seen < PRESENCE_TIMEOUT)
         return len(self._clients) + sum(fresh)
 
     # -- what happened -----------------------------------------------------------
 
-    def connect(self, client: int, now: float, history: list[str] | None = None) -> list[Action]:
-        """A client connected. `history` is the shared history if the server
-        fetched it (Redis); otherwise this room's own is sent."""
+    def connect(
+        self,
+        client: int,
+        now: float,
+        history: list[str] | None = None,
+        *,
+        address: str = UNKNOWN,
+    ) -> list[Action]:
+        """A client connected from `address` (its IP). `history` is the
+        shared history if the server fetched it (Redis); otherwise this
+        room's own is sent. The others learn of the newcomer at the next
+        `tick`."""
         if client in self._clients:
             raise ValueError(f"client {client} is already in the room")
-        config = self.config
-        self._clients[client] = _Client(TokenBucket(config.rate, config.burst, now))
-        if not config.history:
-            past: list[str] = []  # (and a slice [-0:] would be everything)
-        else:
-            past = self.history if history is None else history[-config.history :]
+        past = self._past(history)  # (before any change: nothing below can fail)
+        key = address_key(address)
+        self._clients[client] = _Client(key, self._addresses.enter(key, now))
         welcome = (
             f'{{"type":"welcome","history":[{",".join(past)}],'
-            f'"online":{self.online(now)},"max_text":{config.max_text}}}'
+            f'"online":{self.online(now)},"max_text":{self.config.max_text}}}'
         )
-        return [Send(client, welcome), *self._presence_changed(now)]
+        return [Send(client, welcome)]
 
     def disconnect(self, client: int, now: float) -> list[Action]:
         gone = self._clients.pop(client, None)
         if gone is None:
             return []
-        actions = self._presence_changed(now)
-        if gone.nick is not None:
-            actions[:0] = self._room_event({"type": "left", "nick": gone.nick}, now)
-        return actions
+        self._addresses.leave(gone.address, now)
+        if gone.nick is None:
+            return []  # never announced: nothing to take back
+        self._forget_nick(client, gone)
+        return self._room_event({"type": "left", "nick": gone.nick}, now)
 
     def receive(self, client: int, raw: str | bytes, now: float) -> list[Action]:
         """A message from a client: a command, or an error for it alone."""
-        state = self._clients[client]
-        wait = state.bucket.take(now)
+        state = self._clients.get(client)
+        if state is None:
+            return []
+        wait = state.limits.messages.take(now)
         if wait:
             if now - state.notice_at < NOTICE_INTERVAL:
                 return []  # already told; a flood must not become a flood of notices
@@ -168,47 +226,125 @@ class Room:
         return self._room_event(message, now)
 
     def deliver(self, envelope: str, now: float) -> list[Action]:
-        """An event published by a worker (maybe this one) came back."""
-        try:
-            data = json.loads(envelope)
-            worker, event = data["worker"], data["event"]
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            return []  # not ours: the channel is shared with whatever else publishes
-        if kind == "presence":
-            if worker != self.config.worker:
-                self._others[worker] = (int(event["count"]), now)
-            return self._presence_changed(now, announce=False)
+        """An event published by a worker (maybe this one) came back.
+
+        Anyone who can publish on the channel can send anything: the
+        envelope is checked field by field (`protocol.parse_envelope`), and
+        what is sent on is re-encoded from the checked fields. Whatever
+        fails is dropped (counted in `rejected`); this never raises."""
+        parsed = parse_envelope(envelope, max_text=self.config.max_text)
+        if isinstance(parsed, Invalid):
+            return self._reject(parsed.text)
+        event = parsed.event
+        if event["type"] == "presence":
+            if parsed.worker != self.config.worker:
+                return self._count_other(parsed.worker, event["count"], now)
+            return []
         text = encode(event)
-        if kind == "message":
+        if event["type"] == "message":
             self._history.append(text)
         return [Broadcast(text)]
 
     def tick(self, now: float) -> list[Action]:
-        """Call every second or so: announces this worker's presence and
-        notices workers that went silent."""
-        if not self.config.shared:
-            return []
-        actions = self._presence_changed(now, announce=False)
-        if now - self._announced_at >= PRESENCE_INTERVAL:
+        """Call every second or so: broadcasts the number of people online
+        if it changed since the last tick, announces this worker's count to
+        the others (when it changed, and every PRESENCE_INTERVAL anyway),
+        and forgets silent workers and idle addresses."""
+        self._addresses.expire(now)
+        for worker, (_, seen) in list(self._others.items()):
+            if now - seen >= PRESENCE_TIMEOUT:
+                del self._others[worker]
+        actions: list[Action] = []
+        online = self.online(now)
+        if online != self._shown_online:
+            self._shown_online = online
+            actions.append(Broadcast(encode({"type": "presence", "online": online})))
+        if self.config.shared and (
+            len(self._clients) != self._announced
+            or not 0 <= now - self._announced_at < PRESENCE_INTERVAL
+        ):
             actions.append(self._announce(now))
         return actions
 
     # -- inside ----------------------------------------------------------------
 
+    def _past(self, history: list[str] | None) -> list[str]:
+        """What a newcomer is shown: the last `history` messages, from the
+        shared history (checked and re-encoded item by item; invalid items
+        are skipped) or from this room's own."""
+        wanted = self.config.history
+        if not wanted:
+            return []  # (and a slice [-0:] would be everything)
+        if history is None:
+            return list(self._history)
+        if len(self._checked) > 2 * len(history):
+            self._checked.clear()  # (bounded by what the caller holds anyway)
+        past: list[str] = []
+        for raw in reversed(history):
+            if len(past) == wanted:
+                break
+            item = self._check_stored(raw)
+            if item is not None:
+                past.append(item)
+        past.reverse()
+        return past
+
+    def _check_stored(self, raw: object) -> str | None:
+        """`protocol.parse_stored`, remembered: every newcomer gets the same
+        items, which need checking once (the memo holds at most about two
+        histories' worth of items of bounded size)."""
+        if not isinstance(raw, str) or len(raw) > max_envelope(self.config.max_text):
+            self._reject("invalid item in the shared history")
+            return None
+        if raw in self._checked:
+            return self._checked[raw]
+        item = parse_stored(raw, max_text=self.config.max_text)
+        self._checked[raw] = item
+        if item is None:
+            self._reject("invalid item in the shared history")
+        return item
+
+    def _reject(self, reason: str) -> list[Action]:
+        self.rejected += 1
+        self.rejection = reason
+        return []
+
+    def _count_other(self, worker: str, count: object, now: float) -> list[Action]:
+        """Another worker's client count: shown at the next tick."""
+        if worker not in self._others and len(self._others) >= MAX_WORKERS:
+            return self._reject("too many workers")
+        assert isinstance(count, int)
+        self._others[worker] = (count, now)
+        return []
+
     def _join(self, client: int, state: _Client, nick: str, now: float) -> list[Action]:
         if nick == state.nick:
             return [Send(client, encode({"type": "you", "nick": nick}))]
-        wanted = nick.casefold()
-        if any(c.nick is not None and c.nick.casefold() == wanted for c in self._clients.values()):
+        folded, cased = keys = nick_keys(nick)
+        if self._folded.get(folded, client) != client or self._cased.get(cased, client) != client:
             return [Send(client, error("nick_taken", f"{nick!r} is taken here"))]
-        old, state.nick = state.nick, nick
+        wait = state.limits.joins.take(now)
+        if wait:  # every join and rename is broadcast: refused, and always told
+            notice = "too many joins and renames: that one was not made"
+            return [Send(client, error("rate_limited", notice, retry_after=round(wait, 2)))]
+        old = state.nick
+        if old is not None:
+            self._forget_nick(client, state)
+        state.nick, state.keys = nick, keys
+        self._folded[folded] = self._cased[cased] = client
         event: dict[str, object] = (
             {"type": "joined", "nick": nick}
             if old is None
             else {"type": "renamed", "from": old, "to": nick}
         )
         return [Send(client, encode({"type": "you", "nick": nick})), *self._room_event(event, now)]
+
+    def _forget_nick(self, client: int, state: _Client) -> None:
+        folded, cased = state.keys
+        if self._folded.get(folded) == client:
+            del self._folded[folded]
+        if self._cased.get(cased) == client:
+            del self._cased[cased]
 
     def _room_event(self, event: dict[str, object], now: float) -> list[Action]:
         if not self.config.shared:
@@ -221,17 +357,8 @@ class Room:
             actions.append(Store(encode(event)))
         return actions
 
-    def _presence_changed(self, now: float, *, announce: bool = True) -> list[Action]:
-        actions: list[Action] = []
-        online = self.online(now)
-        if online != self._shown_online:
-            self._shown_online = online
-            actions.append(Broadcast(encode({"type": "presence", "online": online})))
-        if announce and self.config.shared:
-            actions.append(self._announce(now))
-        return actions
-
     def _announce(self, now: float) -> Publish:
+        self._announced = len(self._clients)
         self._announced_at = now
-        event = {"type": "presence", "count": len(self._clients)}
+        event = {"type": "presence", "count": self._announced}
         return Publish(encode({"worker": self.config.worker, "event": event}))

@@ -3,6 +3,7 @@ the Origin policy, the server options, and the fan-out."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Protocol
 
 from wsproto_core import HandshakeRequest, HttpRequest, PerMessageDeflate, PreparedMessage
 
-from .._common import ConnectionClosed, HttpResponse, ServerOptions
+from .._common import ConnectionClosed, HttpResponse, OriginCheck, ServerOptions
 
 logger = logging.getLogger("wschat")
 
@@ -58,28 +59,47 @@ class ChatSettings:
 
 
 class Peer(Protocol):
-    """What the fan-out needs of a connection, in every backend."""
+    """What the chat needs of a connection, in every backend."""
+
+    @property
+    def remote_address(self) -> object:
+        """The peer's address: a (host, port, ...) tuple for TCP, something
+        else (or None) when the backend could not tell."""
+        ...
 
     def send_prepared(self, message: PreparedMessage) -> int: ...
 
 
-def fan_out(text: str, peers: Iterable[tuple[int, Peer]], limit: int) -> list[int]:
+SLOW = (1013, "too slow: messages piled up")
+BROKEN = (1011, "internal error")
+
+
+def fan_out(
+    text: str, peers: Iterable[tuple[int, Peer]], limit: int
+) -> list[tuple[int, tuple[int, str]]]:
     """Frame `text` once and queue it for every peer, without waiting.
 
-    Returns the clients that now have more than `limit` bytes waiting:
-    they cannot keep up, and the caller closes them (1013) rather than
-    buffer for them without bound or slow the others down.
+    Returns the clients to close, each with its close code and reason:
+    those that now have more than `limit` bytes waiting (they cannot keep
+    up, and are closed with 1013 rather than buffered for without bound
+    or allowed to slow the others down), and those whose connection
+    failed in an unexpected way (1011: one broken connection must not
+    keep the message from the others).
     """
     message = PreparedMessage(text)
-    slow = []
+    drop = []
     for client, peer in peers:
         try:
             waiting = peer.send_prepared(message)
         except ConnectionClosed:
             continue  # it is going; its handler removes it
+        except Exception:
+            logger.debug("queueing for client %d failed", client, exc_info=True)
+            drop.append((client, BROKEN))
+            continue
         if waiting > limit:
-            slow.append(client)
-    return slow
+            drop.append((client, SLOW))
+    return drop
 
 
 def page(request: HttpRequest) -> HttpResponse:
@@ -93,12 +113,77 @@ def page(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=200, headers=headers, body=body)
 
 
-def same_origin(request: HandshakeRequest) -> bool:
-    """The default Origin policy: the page's own origin, or no Origin at all
-    (not a browser; a browser always sends one, which is what stops another
-    site's page from talking to the chat in its visitors' name)."""
-    origin = request.origin
-    return origin is None or origin in (f"http://{request.host}", f"https://{request.host}")
+def origin_policy(settings: ChatSettings) -> OriginCheck:
+    """The default Origin policy (without --origins), for this server.
+
+    A browser always sends an Origin, which is what stops another site's
+    page from talking to the chat in its visitors' name; a request without
+    one is not from a browser and is let in (such a client could send any
+    Origin anyway).
+
+    With an Origin, two things must hold:
+
+    1. the Origin is http:// or https:// followed by exactly the Host the
+       browser connected to (same scheme-less authority, port included):
+       the page that opened the socket came from this very server, or
+       from whatever forwards to it on that host and port;
+    2. the Host's name is one that cannot be DNS rebinding: an IP literal,
+       `localhost` (browsers resolve it to loopback themselves), or the
+       name given as --host. Rebinding needs a name the attacker controls
+       (a page at evil.example whose DNS then points at 127.0.0.1 sends
+       `Origin: http://evil.example:8000` with `Host: evil.example:8000`,
+       which passes the first rule but not this one).
+
+    The port is not compared with the one bound: the first rule already
+    pins it to the port the browser reached, which also keeps --port 0 and
+    forwarded ports (containers, SSH tunnels) working. A server reached by
+    a DNS name other than --host (`--host 0.0.0.0` behind chat.example)
+    lists its origins with --origins.
+    """
+    named = _hostname(settings.host)
+
+    def check(request: HandshakeRequest) -> bool:
+        origin = request.origin
+        if origin is None:
+            return True
+        host = request.host.strip().lower()
+        if origin.lower() not in (f"http://{host}", f"https://{host}"):
+            return False
+        name = _authority_name(host)
+        return name is not None and (name in ("localhost", named) or _is_ip(name))
+
+    return check
+
+
+def _hostname(host: str) -> str | None:
+    """--host as a name to allow, or None for a wildcard ("", 0.0.0.0, ::)
+    or an IP (IPs are allowed anyway)."""
+    name = host.strip().strip("[]").lower()
+    if not name or _is_ip(name):
+        return None
+    return name
+
+
+def _authority_name(authority: str) -> str | None:
+    """The host name of a Host header value ("name", "name:port",
+    "[v6]:port"), or None if it is not one."""
+    if authority.startswith("["):
+        name, bracket, rest = authority[1:].partition("]")
+        if not bracket or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
+            return None
+        return name if _is_ip(name) else None
+    name, colon, port = authority.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name or None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def server_options(settings: ChatSettings) -> ServerOptions:
@@ -106,7 +191,7 @@ def server_options(settings: ChatSettings) -> ServerOptions:
     return {
         "max_message_size": settings.max_message_size,
         "max_connections_per_ip": settings.max_connections_per_ip,
-        "origins": same_origin if origins is None else origins,
+        "origins": origin_policy(settings) if origins is None else origins,
         "http_handler": page,
         "compression": COMPRESSION,
         "reuse_port": settings.workers > 1,

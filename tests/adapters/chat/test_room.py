@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.chat.ratelimit import KEEP, Addresses, address_key
 from adapters.chat.room import (
+    MAX_WORKERS,
     PRESENCE_INTERVAL,
     PRESENCE_TIMEOUT,
     Action,
@@ -46,7 +48,8 @@ def test_welcome_then_join_then_message() -> None:
     actions = room.connect(1, T0)
     [welcome] = sent_to(actions, 1)
     assert welcome == {"type": "welcome", "history": [], "online": 1, "max_text": 2000}
-    assert broadcasts(actions) == [{"type": "presence", "online": 1}]
+    assert broadcasts(actions) == []  # the others learn it at the next tick
+    assert broadcasts(room.tick(T0)) == [{"type": "presence", "online": 1}]
     actions = room.receive(1, join("ann"), T0)
     assert sent_to(actions, 1) == [{"type": "you", "nick": "ann"}]
     assert broadcasts(actions) == [{"type": "joined", "nick": "ann"}]
@@ -91,10 +94,7 @@ def test_rename_and_leave_are_announced() -> None:
     assert broadcasts(room.receive(1, join("anna"), T0)) == [
         {"type": "renamed", "from": "ann", "to": "anna"}
     ]
-    assert broadcasts(room.disconnect(1, T0)) == [
-        {"type": "left", "nick": "anna"},
-        {"type": "presence", "online": 0},
-    ]
+    assert broadcasts(room.disconnect(1, T0)) == [{"type": "left", "nick": "anna"}]
     assert room.disconnect(1, T0) == []  # twice is harmless
     room.connect(2, T0)
     with pytest.raises(ValueError, match="already"):
@@ -118,8 +118,8 @@ def test_rate_limit_refuses_with_one_notice_per_second() -> None:
 
 def test_shared_room_publishes_and_broadcasts_what_comes_back() -> None:
     room = Room(RoomConfig(shared=True, worker="w1"))
-    actions = room.connect(1, T0)
-    assert [type(a) for a in actions] == [Send, Broadcast, Publish]
+    assert [type(a) for a in room.connect(1, T0)] == [Send]
+    assert [type(a) for a in room.tick(T0)] == [Broadcast, Publish]  # presence, announced
     room.receive(1, join("ann"), T0)
     actions = room.receive(1, say("hello"), T0)
     assert [type(a) for a in actions] == [Publish, Store]
@@ -138,8 +138,10 @@ def test_shared_room_publishes_and_broadcasts_what_comes_back() -> None:
 def test_presence_counts_other_workers_until_they_go_silent() -> None:
     room = Room(RoomConfig(shared=True, worker="w1"))
     room.connect(1, T0)
+    room.tick(T0)
     other = json.dumps({"worker": "w2", "event": {"type": "presence", "count": 4}})
-    assert broadcasts(room.deliver(other, T0)) == [{"type": "presence", "online": 5}]
+    assert room.deliver(other, T0) == []  # shown at the next tick
+    assert broadcasts(room.tick(T0 + 1)) == [{"type": "presence", "online": 5}]
     assert room.online(T0 + PRESENCE_TIMEOUT - 1) == 5
     # w2 stops announcing: the tick notices, and announces us again.
     actions = room.tick(T0 + PRESENCE_TIMEOUT + 1)
@@ -197,18 +199,21 @@ def test_any_sequence_keeps_one_room_consistent(steps: list[Any], history: int) 
             actions = room.receive(client, '{"type": 1}', now)
         else:
             actions = room.disconnect(client, now)
+        actions += room.tick(now)  # (the servers tick every second)
         for action in actions:
             assert not isinstance(action, Publish | Store)  # one process: no hub
             if isinstance(action, Send):
                 assert action.client in room.clients
         seen += broadcasts(actions)
         # Invariants: the announced nicks are the room's nicks, unique
-        # case-insensitively; the last presence is the number of clients.
+        # case-insensitively; the last presence is the number of clients;
+        # only one presence per tick.
         nicks = [room.nick(c) for c in room.clients if room.nick(c) is not None]
         assert nicks_from(seen) == set(nicks)
         assert len({n.casefold() for n in nicks if n}) == len(nicks)
         presence = [e["online"] for e in seen if e["type"] == "presence"]
-        assert not presence or presence[-1] == len(room.clients)
+        assert (presence[-1] if presence else 0) == len(room.clients)
+        assert len([a for a in broadcasts(actions) if a["type"] == "presence"]) <= 1
         assert len(room.history) <= history
         assert all(json.loads(m)["type"] == "message" for m in room.history)
 
@@ -244,7 +249,319 @@ def test_workers_sharing_a_hub_agree(steps: list[Any]) -> None:
                 run(room.receive(client, say("hi"), now))
             elif kind == "leave":
                 run(room.disconnect(client, now))
+    now += 1  # a tick later, everyone has announced their count
+    for room in rooms:
+        run(room.tick(now))
     total = sum(len(room.clients) for room in rooms)
     assert [room.online(now) for room in rooms] == [total] * 3
     for room in rooms:
         assert room.history == shared_history[-50:]
+
+
+# -- what is accepted can be sent, and the room stays usable (issue 9, 3) ----------
+
+
+def every_text(actions: list[Action]) -> list[str]:
+    return [a.text for a in actions if isinstance(a, Send | Broadcast | Publish | Store)]
+
+
+def assert_sendable(actions: list[Action]) -> None:
+    """Each text can be encoded (strictly) and is JSON."""
+    for text in every_text(actions):
+        json.loads(text.encode("utf-8"))
+
+
+def test_a_lone_surrogate_is_refused_and_newcomers_still_get_in() -> None:
+    room = Room()
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    actions = room.receive(1, '{"type": "message", "text": "\\ud800"}', T0)
+    assert [e["code"] for e in sent_to(actions, 1)] == ["invalid_text"]
+    assert broadcasts(actions) == []
+    assert room.history == []
+    actions = room.connect(2, T0)
+    assert_sendable(actions)
+    assert sent_to(actions, 2)[0]["type"] == "welcome"
+
+
+# -- whatever arrives from the hub is checked (issue 9, 4) --------------------------
+
+
+def envelope(event: object, worker: object = "w2") -> str:
+    return json.dumps({"worker": worker, "event": event})
+
+
+MESSAGE = {"type": "message", "nick": "ann", "text": "hi", "time": T0}
+
+HOSTILE = [
+    "not json",
+    "[" * 100_000,
+    "{" * 1000,
+    '{"worker": "w2", "event": ' * 5000,
+    envelope({"type": "presence"}),
+    envelope({"type": "presence", "count": "many"}),
+    envelope({"type": "presence", "count": 10**400}),
+    envelope({"type": "presence", "count": 1}, worker=["w", 2]),
+    envelope({"type": "presence", "count": 1}, worker={"a": 1}),
+    envelope({"type": "message"}),
+    envelope({**MESSAGE, "text": "\ud800"}),
+    envelope({**MESSAGE, "nick": ["ann"]}),
+    envelope({**MESSAGE, "time": "noon"}),
+    envelope({"type": "left", "nick": None}),
+    envelope({"type": "welcome", "history": ["<script>"]}),
+    envelope([1, 2, 3]),
+    '{"worker": "w2", "event": {"type": "presence", "count": Infinity}}',
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE)
+def test_hostile_envelopes_are_dropped_and_counted(raw: str) -> None:
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    room.connect(1, T0)
+    assert room.deliver(raw, T0) == []
+    assert room.rejected == 1
+    assert room.rejection
+    assert room.online(T0) == 1
+
+
+def test_what_is_delivered_is_re_encoded_from_the_checked_fields() -> None:
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    raw = '{"event": {"time": 1800000000, "text": "hi", "nick": "ann", "type": "message"},' + (
+        '"worker": "w2"}'
+    )
+    [action] = room.deliver(raw, T0)
+    assert action == Broadcast(json.dumps(MESSAGE, separators=(",", ":")))
+    assert room.history == [action.text]
+    assert room.rejected == 0
+
+
+def test_the_number_of_other_workers_is_bounded() -> None:
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    for i in range(MAX_WORKERS + 10):
+        room.deliver(envelope({"type": "presence", "count": 1}, worker=f"x{i}"), T0)
+    assert room.online(T0) == MAX_WORKERS
+    assert room.rejected == 10
+    room.tick(T0 + PRESENCE_TIMEOUT)  # silent workers are forgotten, not just ignored
+    room.deliver(envelope({"type": "presence", "count": 1}, worker="new"), T0 + PRESENCE_TIMEOUT)
+    assert room.online(T0 + PRESENCE_TIMEOUT) == 1
+
+
+def test_the_shared_history_is_checked_item_by_item() -> None:
+    room = Room(RoomConfig(history=3, shared=True))
+    good = json.dumps(MESSAGE)
+    shared = [
+        good,
+        "not json",
+        '{"type":"message"}',
+        json.dumps({**MESSAGE, "text": "\ud800"}),
+        "]",
+        "[" * 5000,
+        json.dumps({**MESSAGE, "text": "two"}),
+        '{"type": "joined", "nick": "x"}',
+        json.dumps({**MESSAGE, "text": "three"}),
+    ]
+    actions = room.connect(1, T0, history=shared)
+    assert_sendable(actions)
+    [welcome] = sent_to(actions, 1)
+    assert [m["text"] for m in welcome["history"]] == ["hi", "two", "three"]
+    assert welcome["history"][0] == MESSAGE
+    rejected = room.rejected
+    assert rejected >= 4
+    room.connect(2, T0, history=shared)  # the same items again: checked once
+    assert room.rejected == rejected
+
+
+hostile_event = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message", "joined", "left", "renamed", "presence", "x", 1])},
+    optional={
+        "nick": st.sampled_from(["ann", "bob", " ann", "a\u034fnn", "", 5, None, ["x"]]),
+        "from": st.sampled_from(["ann", "<b>", 1]),
+        "to": st.sampled_from(["bob", "\ud800", True]),
+        "text": st.text(st.characters(codec=None), max_size=5) | st.integers(),
+        "time": st.sampled_from([T0, -1, 1e300, "now", None, True, 10**30]),
+        "count": st.sampled_from([0, 1, 5, -1, 10**9, "3", 2.5, True, None]),
+        "extra": st.none(),
+    },
+)
+hostile_envelope = st.one_of(
+    st.builds(envelope, hostile_event, st.sampled_from(["w2", "w3", "w1", "", ["w"], 7])),
+    st.text(max_size=30),
+    st.builds(lambda depth: "[" * depth, st.integers(0, 3000)),
+    st.just(envelope(MESSAGE)),
+    st.just(envelope({"type": "presence", "count": 3})),
+)
+
+
+@given(st.lists(st.tuples(hostile_envelope, st.floats(0, 20)), max_size=30))
+def test_any_sequence_of_envelopes_never_breaks_the_room(steps: list[Any]) -> None:
+    room = Room(RoomConfig(shared=True, worker="w1", history=5))
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    now = T0
+    for raw, delay in steps:
+        now += delay
+        actions = room.deliver(raw, now) + room.tick(now)
+        assert_sendable(actions)
+        assert room.online(now) >= len(room.clients)
+        for text in room.history:
+            message = json.loads(text.encode("utf-8"))
+            assert set(message) == {"type", "nick", "text", "time"}
+    # And the room still works.
+    assert_sendable(room.connect(2, now))
+    assert sent_to(room.receive(2, join("bob"), now), 2) == [{"type": "you", "nick": "bob"}]
+
+
+# -- limits hold per address, across connections (issue 9, 6) ----------------------
+
+
+def spend(room: Room, client: int, now: float) -> int:
+    """Send until refused: how many got through."""
+    sent = 0
+    while broadcasts(room.receive(client, say("x"), now)):
+        sent += 1
+    return sent
+
+
+def test_reconnecting_does_not_refill_the_bucket() -> None:
+    room = Room(RoomConfig(rate=1.0, burst=5))
+    room.connect(1, T0, address="192.0.2.7")
+    room.receive(1, join("ann"), T0)
+    assert spend(room, 1, T0) == 4  # the join took one
+    room.disconnect(1, T0)
+    room.connect(2, T0, address="192.0.2.7")
+    [notice] = sent_to(room.receive(2, join("ann"), T0), 2)
+    assert notice["code"] == "rate_limited"
+    assert room.receive(2, say("again"), T0) == []  # (and told once a second)
+    # Another address has its own bucket; time refills this one.
+    room.connect(3, T0, address="198.51.100.1")
+    room.receive(3, join("bob"), T0)
+    assert spend(room, 3, T0) == 4
+    assert sent_to(room.receive(2, join("ann"), T0 + 1), 2) == [{"type": "you", "nick": "ann"}]
+
+
+def test_connections_from_one_address_share_its_bucket() -> None:
+    room = Room(RoomConfig(rate=1.0, burst=4))
+    for client, address in [(1, "2001:db8::1"), (2, "2001:db8::2"), (3, "::ffff:192.0.2.7")]:
+        room.connect(client, T0, address=address)
+    room.connect(4, T0, address="192.0.2.7")
+    room.receive(1, join("ann"), T0)
+    room.receive(2, join("bob"), T0)  # the same /64
+    assert spend(room, 1, T0) + spend(room, 2, T0) == 2
+    room.receive(3, join("cyd"), T0)
+    room.receive(4, join("dan"), T0)  # the same IPv4 address
+    assert spend(room, 3, T0) + spend(room, 4, T0) == 2
+
+
+def test_joins_and_renames_are_limited_per_address() -> None:
+    room = Room(RoomConfig(rate=100.0, burst=100, join_rate=0.5, join_burst=2))
+    room.connect(1, T0, address="192.0.2.7")
+    room.receive(1, join("ann"), T0)
+    room.receive(1, join("anna"), T0)
+    actions = room.receive(1, join("annie"), T0)
+    assert broadcasts(actions) == []
+    [notice] = sent_to(actions, 1)
+    assert notice["code"] == "rate_limited"
+    assert notice["retry_after"] == 2.0
+    assert room.nick(1) == "anna"
+    # Reconnecting does not help; another address is not affected.
+    room.disconnect(1, T0)
+    room.connect(2, T0, address="192.0.2.7")
+    assert sent_to(room.receive(2, join("ann"), T0), 2)[0]["code"] == "rate_limited"
+    room.connect(3, T0, address="198.51.100.1")
+    assert broadcasts(room.receive(3, join("bob"), T0)) == [{"type": "joined", "nick": "bob"}]
+    assert broadcasts(room.receive(2, join("ann"), T0 + 2)) == [{"type": "joined", "nick": "ann"}]
+
+
+def test_a_reconnect_loop_broadcasts_nothing_until_the_tick() -> None:
+    """Connecting and leaving without joining broadcasts nothing at all;
+    the count of people online goes out once per tick, if it changed."""
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    room.connect(1, T0)
+    room.tick(T0)
+    for client in range(2, 200):
+        actions = room.connect(client, T0 + 0.5, address="192.0.2.7")
+        actions += room.disconnect(client, T0 + 0.5)
+        assert [type(a) for a in actions] == [Send]  # the welcome, to itself
+    assert room.tick(T0 + 1) == []  # back to where it was: nothing to say
+    room.connect(500, T0 + 1.5, address="192.0.2.7")
+    room.connect(501, T0 + 1.5, address="192.0.2.7")
+    actions = room.tick(T0 + 2)
+    assert broadcasts(actions) == [{"type": "presence", "online": 3}]
+    assert [json.loads(a.text)["event"] for a in actions if isinstance(a, Publish)] == [
+        {"type": "presence", "count": 3}
+    ]
+
+
+def test_left_only_follows_a_join_that_went_through() -> None:
+    room = Room(RoomConfig(rate=100.0, burst=100, join_rate=0.1, join_burst=1))
+    room.connect(1, T0, address="192.0.2.7")
+    assert broadcasts(room.receive(1, join("ann"), T0)) == [{"type": "joined", "nick": "ann"}]
+    room.connect(2, T0, address="192.0.2.7")
+    room.receive(2, join("bob"), T0)  # refused: the address's joins are spent
+    assert room.disconnect(2, T0) == []
+    assert broadcasts(room.disconnect(1, T0)) == [{"type": "left", "nick": "ann"}]
+
+
+def test_the_address_table_is_bounded() -> None:
+    addresses = Addresses(rate=1.0, burst=2, join_rate=1.0, join_burst=2, max_idle=100)
+    for i in range(1000):
+        addresses.enter(f"10.0.{i // 256}.{i % 256}", T0)
+        addresses.leave(f"10.0.{i // 256}.{i % 256}", T0)
+    assert len(addresses) == 100  # the newest idle ones
+    addresses.enter("192.0.2.1", T0)
+    addresses.expire(T0 + KEEP + 1)
+    assert len(addresses) == 1  # the one with a client stays
+
+
+def test_idle_addresses_are_forgotten_after_a_while() -> None:
+    room = Room(RoomConfig(rate=1.0, burst=2))
+    for client in range(50):
+        room.connect(client, T0, address=f"192.0.2.{client}")
+        room.disconnect(client, T0)
+    assert room.addresses == 50
+    room.tick(T0 + 1)
+    assert room.addresses == 50  # kept a while: reconnecting gives no fresh burst
+    room.tick(T0 + KEEP + 1)
+    assert room.addresses == 0
+
+
+def test_address_keys() -> None:
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff:1") == "2001:db8::/64"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("") == address_key("not an ip") == address_key("/tmp/sock") == "unknown"
+
+
+# -- nicknames that look alike (issue 9) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ann", "\u0430nn"),  # Cyrillic a
+        ("ann", "\uff41nn"),  # fullwidth a
+        ("\u00e9mile", "e\u0301mile"),  # precomposed, decomposed
+        ("Ian", "lan"),
+    ],
+)
+def test_look_alike_nicknames_are_taken(first: str, second: str) -> None:
+    room = Room()
+    room.connect(1, T0)
+    room.connect(2, T0)
+    room.receive(1, join(first), T0)
+    assert [e["code"] for e in sent_to(room.receive(2, join(second), T0), 2)] == ["nick_taken"]
+    room.disconnect(1, T0)  # and free again once its holder left
+    assert sent_to(room.receive(2, join(second), T0), 2)[0]["type"] == "you"
+
+
+def test_renaming_to_another_case_of_ones_own_nickname() -> None:
+    room = Room()
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    assert broadcasts(room.receive(1, join("Ann"), T0)) == [
+        {"type": "renamed", "from": "ann", "to": "Ann"}
+    ]
+    room.connect(2, T0)
+    room.receive(2, join("ann"), T0)  # the old name is free again, but not a look-alike
+    assert sent_to(room.receive(2, join("ann"), T0), 2)[0]["code"] == "nick_taken"

@@ -165,7 +165,8 @@ def test_a_client_that_never_reads_is_dropped_and_delays_no_one(backend: str) ->
             ann.next_of("message")  # and so does ann, who gets her own messages too
         growth = chat.rss_kib() - baseline
         assert received == 6000
-        assert online[-1:] == [2]  # the stuck one was dropped: 3 online, then 2
+        if online[-1:] != [2]:  # presence goes out with the next tick, within 1 s
+            bob.next_of("presence", online=2)  # the stuck one was dropped: 3 online, then 2
         assert growth < 6 * 1024, growth  # less than what was sent to each reader
         # The stuck peer can still read the backlog it was allowed (and what
         # the kernels buffered), then the close frame; the server hangs up
