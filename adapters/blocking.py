@@ -17,6 +17,8 @@ which is the write backpressure.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import os
@@ -87,6 +89,89 @@ def _poller(sock: socket.socket) -> select.poll:
     return poller
 
 
+class _Housekeeper:
+    """One thread for the whole process that does what a connection's own
+    threads cannot wait for:
+
+    - finishing the writes that `send_prepared` and `close_nowait` could
+      not complete without blocking: it waits until such sockets can take
+      more and writes again, never blocking either;
+    - the close timer of a close started by another thread: the reader
+      sleeps until the deadline it saw when it went to sleep, which the
+      close moved earlier.
+
+    A thread per connection would do the same at the cost of a thread per
+    peer of every broadcast; this one is started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._new: list[tuple[int, WebSocket]] = []
+        self._timers: list[tuple[float, int, WebSocket]] = []  # a heap
+        self._order = itertools.count()  # (so that the heap never compares sockets)
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def watch(self, ws: WebSocket) -> None:
+        """Finish writing for `ws` once its socket can take more."""
+        fd = ws._sock.fileno()
+        if fd >= 0:
+            self._submit(ws, lambda: self._new.append((fd, ws)))
+
+    def wake_at(self, when: float, ws: WebSocket) -> None:
+        """Run `ws`'s timers at `when` (on the `_now` clock)."""
+        self._submit(ws, lambda: heapq.heappush(self._timers, (when, next(self._order), ws)))
+
+    def _submit(self, ws: WebSocket, add: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, daemon=True, name="ws-housekeeper")
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread now: the next call tries again
+                    ws._abort()
+                    return
+                self._thread = thread
+            add()
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        watched: dict[int, WebSocket] = {}
+        while True:
+            with self._lock:
+                first = self._timers[0][0] if self._timers else None
+            timeout = None if first is None else max(0, math.ceil((first - _now()) * 1000))
+            for fd, _ in poller.poll(timeout):
+                if fd == self._wake_r.fileno():
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    with self._lock:
+                        new, self._new = self._new, []
+                    for new_fd, ws in new:
+                        watched[new_fd] = ws  # (a reused descriptor: the newer wins)
+                        poller.register(new_fd, select.POLLOUT)
+                    continue
+                ws_or_none = watched.get(fd)
+                if ws_or_none is None or ws_or_none._flush_for_housekeeper():
+                    watched.pop(fd, None)
+                    with contextlib.suppress(KeyError, ValueError):
+                        poller.unregister(fd)
+            now = _now()
+            while True:
+                with self._lock:
+                    if not self._timers or self._timers[0][0] > now:
+                        break
+                    _, _, ws = heapq.heappop(self._timers)
+                ws._run_timers()
+
+
+_HOUSEKEEPER = _Housekeeper()
+
+
 class WebSocket(ConnectionView):
     """One WebSocket connection, either role, safe to use from several threads."""
 
@@ -107,10 +192,15 @@ class WebSocket(ConnectionView):
         self._closed = threading.Event()
         self._local_close: tuple[int, str] | None = None
         self._reader: threading.Thread | None = None
-        self._writer: threading.Thread | None = None  # for send_prepared, made on first use
+        # TLS only: an SSL socket cannot be written without blocking while
+        # the reader blocks on it, so send_prepared's writes have a thread.
+        self._writer: threading.Thread | None = None
         self._writer_wake = threading.Event()
         self._backlog = 0  # bytes of prepared frames queued and not yet taken
-        self._in_flight = 0  # bytes being written by the writer thread
+        self._in_flight = 0  # bytes being written by a blocking write
+        # What a write without blocking left over; every writer sends it
+        # before anything newer. Touched only under the write lock.
+        self._unsent = bytearray()
         self._finishing = False
         self._app_busy = False  # a message was handed out and not yet answered
         self._accepted = False
@@ -228,6 +318,9 @@ class WebSocket(ConnectionView):
                 chunks = core.chunks_to_send()
                 should_close = core.should_close_transport
                 self._backlog = 0  # prepared frames go out with this write
+            if self._unsent:
+                chunks.insert(0, bytes(self._unsent))
+                self._unsent.clear()
             try:
                 for chunk in chunks:
                     self._sock.sendall(chunk)
@@ -240,29 +333,82 @@ class WebSocket(ConnectionView):
 
     def send_prepared(self, message: PreparedMessage) -> int:
         """Queue a message framed once for many connections, without waiting:
-        a broadcast must never wait for its slowest peer. A writer thread of
-        this connection sends it. Returns the bytes now waiting to reach
-        this peer, by which the caller can judge it too slow."""
-        started = True
+        a broadcast must never wait for its slowest peer. Returns the bytes
+        now waiting to reach this peer, by which the caller can judge it too
+        slow.
+
+        What the socket takes at once is written here, by the caller; the
+        rest is finished by the process's housekeeping thread (`_Housekeeper`),
+        so a broadcast to N peers costs no thread per peer."""
         with self._lock:
             if self._core.state is not State.OPEN:
                 raise self._closed_error()
             self._backlog += self._core.send_prepared(message)
-            waiting = self._backlog + self._in_flight
-            if self._writer is None:
-                writer = threading.Thread(target=self._run_writer, daemon=True, name="ws-writer")
-                try:
-                    writer.start()
-                except RuntimeError:  # out of threads: this connection cannot go on
-                    started = False
-                else:
-                    started = True
-                    self._writer = writer
-        if self._writer is None and not started:
+        if isinstance(self._sock, ssl_module.SSLSocket):
+            self._wake_tls_writer()
+        else:
+            self._write_soon()
+        return self._backlog + len(self._unsent) + self._in_flight
+
+    def _write_nonblocking(self) -> bool:
+        """Send what is owed without blocking (the caller holds the write
+        lock); keep the rest for later. True if nothing is left."""
+        with self._lock:
+            chunks = self._core.chunks_to_send()
+            should_close = self._core.should_close_transport
+            self._backlog = 0
+        unsent = self._unsent
+        for chunk in chunks:
+            unsent += chunk
+        while unsent:
+            try:
+                sent = self._sock.send(unsent, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                unsent.clear()
+                self._abort()
+                return True
+            del unsent[:sent]
+        if should_close:
             self._abort()
-            raise self._closed_error()
+        return True
+
+    def _release_nonblocking(self, done: bool) -> None:
+        """Release the write lock after `_write_nonblocking`, then pick up
+        what others queued meanwhile, never blocking; what is left is the
+        housekeeper's."""
+        while True:
+            self._write_lock.release()
+            if not done:
+                _HOUSEKEEPER.watch(self)
+                return
+            if not self._core.has_data_to_send:
+                return
+            if not self._write_lock.acquire(blocking=False):
+                return
+            done = self._write_nonblocking()
+
+    def _flush_for_housekeeper(self) -> bool:
+        """The housekeeper's turn: True when it need not watch us any more."""
+        if self._closed.is_set():
+            return True
+        if not self._write_lock.acquire(blocking=False):
+            return True  # the writer in there sends what is unsent first
+        done = self._write_nonblocking()
+        self._release_nonblocking(True)
+        return done
+
+    def _wake_tls_writer(self) -> None:
+        if self._writer is None:
+            writer = threading.Thread(target=self._run_writer, daemon=True, name="ws-writer")
+            try:
+                writer.start()
+            except RuntimeError:  # out of threads: this connection cannot go on
+                self._abort()
+                raise self._closed_error() from None
+            self._writer = writer
         self._writer_wake.set()
-        return waiting
 
     def _run_writer(self) -> None:
         while True:
@@ -318,9 +464,33 @@ class WebSocket(ConnectionView):
                 return
             self._local_close = (code, reason)
             self._core.close(code, reason)
-        if self._write_lock.acquire(blocking=False):
-            self._write_pending()
-            self._release_writer()
+            deadline = self._core.next_deadline(_now())
+        if deadline is not None:
+            _HOUSEKEEPER.wake_at(deadline, self)
+        self._write_soon()
+
+    def _run_timers(self) -> None:
+        """Run the core's due timers from outside the reader (see
+        `_Housekeeper`); if that ends the connection, wake the reader."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._process(self._core.handle_timeout(_now()))
+            should_close = self._core.should_close_transport
+        self._write_soon()
+        if should_close:
+            self._abort()
+
+    def _write_soon(self) -> None:
+        """Start writing what the core queued without blocking the caller
+        (a broadcaster holding its room's lock, say): what the socket does
+        not take at once is left to the housekeeper (to the writer thread on
+        TLS), and to the writer in there if there is one."""
+        if isinstance(self._sock, ssl_module.SSLSocket):
+            with contextlib.suppress(ConnectionClosed):
+                self._wake_tls_writer()
+        elif self._write_lock.acquire(blocking=False):
+            self._release_nonblocking(self._write_nonblocking())
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         return self._closed.wait(timeout)
@@ -344,6 +514,9 @@ class WebSocket(ConnectionView):
             chunks = self._core.chunks_to_send()
             should_close = self._core.should_close_transport
             self._in_flight, self._backlog = self._backlog, 0
+        if self._unsent:
+            chunks.insert(0, bytes(self._unsent))
+            self._unsent.clear()
         try:
             for chunk in chunks:
                 self._sock.sendall(chunk)
@@ -419,6 +592,9 @@ class WebSocket(ConnectionView):
             writing = self._write_lock.acquire(timeout=1.0)  # woken by the shutdown
         try:
             if writing:
+                # The last write may meet a peer that stopped reading: bounded.
+                with contextlib.suppress(OSError):
+                    self._sock.settimeout(self._settings.close_timeout or 10.0)
                 self._write_pending()
             with self._lock:
                 if self._core.state is not State.CLOSED:
