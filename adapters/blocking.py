@@ -202,6 +202,7 @@ class WebSocket(ConnectionView):
         # before anything newer. Touched only under the write lock.
         self._unsent = bytearray()
         self._finishing = False
+        self._aborted = False  # the socket was shut down: readers stop waiting
         self._app_busy = False  # a message was handed out and not yet answered
         self._accepted = False
         self._outcome: HandshakeError | None = None
@@ -571,8 +572,12 @@ class WebSocket(ConnectionView):
         """Shut the socket down: a thread blocked in recv or sendall on it
         wakes up, and the reader thread sees it and finishes up."""
         self._transport_closing()
+        self._aborted = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(blocking=False):  # (a caller may hold it: then it knows)
+            self._changed.notify_all()  # a reader waiting for room: it is over
+            self._lock.release()
         if self._reader is None:  # no reader to finish up: do it here
             self._finish()
 
@@ -683,7 +688,12 @@ class WebSocket(ConnectionView):
         """Backpressure: stop reading while the queue is full (timers still run)."""
         while True:
             with self._lock:
-                if len(self._fragments) < self._settings.max_queue or self._closed.is_set():
+                if (
+                    len(self._fragments) < self._settings.max_queue
+                    or self._closed.is_set()
+                    or self._aborted
+                    or self._core.should_close_transport  # (a timer run by the housekeeper)
+                ):
                     return
                 deadline = self._core.next_deadline(_now())
                 timeout = None if deadline is None else max(0.0, deadline - _now())

@@ -357,11 +357,19 @@ class WebSocket(ConnectionView):
         self._writer_scope = None
 
     async def _wait_for_room(self) -> None:
-        while len(self._fragments) >= self._settings.max_queue and not self._closed.is_set():
+        while (
+            len(self._fragments) >= self._settings.max_queue
+            and not self._closed.is_set()
+            and not self._core.should_close_transport  # (a timer ended it while we waited)
+        ):
             self._room = trio.Event()
             deadline = self._core.next_deadline(trio.current_time())
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            # As the read scope: a close started meanwhile moves its deadline.
+            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                self._read_scope = scope
                 await self._room.wait()
+            self._read_scope = None
+            if not scope.cancelled_caught:
                 continue
             self._process(self._core.handle_timeout(trio.current_time()))
             await self._flush(wait=False)

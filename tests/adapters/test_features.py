@@ -417,3 +417,56 @@ def test_send_prepared_never_waits_and_reports_a_peer_that_does_not_read(backend
         [(waiting, sends)] = FLOOD_RESULTS
         assert waiting >= FLOOD_TARGET
         assert sends < 1000  # the count grew: the peer read nothing
+
+
+def _silent_server_that_floods(messages: int) -> tuple[socket.socket, threading.Thread]:
+    """A server that accepts one client, sends it `messages` text frames,
+    then never reads again nor answers a close frame."""
+    import base64
+    import hashlib
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        held.append(sock)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(
+            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        for i in range(messages):
+            sock.sendall(b"\x81\x02m" + bytes([48 + i % 10]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@backends
+def test_close_returns_after_close_timeout_even_with_unread_messages(backend: str) -> None:
+    """A peer that floods us and then ignores our close: close() gives up
+    after close_timeout (1006), even while the reader waits for room in a
+    full receive queue (the blocking client used to wait there forever)."""
+    listener, serving = _silent_server_that_floods(40)  # more than max_queue
+    with listener:
+        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+        with client(backend, url, close_timeout=0.5, compression=None) as ws:
+            serving.join(10)
+            time.sleep(0.3)  # the frames arrive; the queue fills and reading pauses
+            closing = threading.Thread(target=ws.close, daemon=True)
+            closing.start()
+            closing.join(10)
+            assert not closing.is_alive(), "close() did not return"
+            assert ws.close_code == 1006
