@@ -4,111 +4,134 @@ and (with --redis) Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 
 from .. import asyncio as ws_asyncio
 from .actions import AsyncChatActions
-from .link import LinkState
-from .resp import (
-    ProtocolError,
-    RedisError,
-    ReplyParser,
-    Subscription,
-    command,
-    text_items,
-)
+from .link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, LinkState
+from .redis_session import Conn, RedisSession, SessionError
 from .service import (
-    CHANNEL,
-    HISTORY_KEY,
     TICK,
     ChatSettings,
     server_options,
 )
 
+_Answer = asyncio.Future[list[str] | None]
 
-class RedisLink(LinkState):
-    """The asyncio streams of `LinkState`."""
+
+class RedisLink(LinkState[_Answer]):
+    """The asyncio streams of a `RedisSession`: a reader and a writer task
+    per connection and a timer, in a task group, so that any of them
+    failing ends them all (and the session) together."""
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
         super().__init__(url, history, deliver)
-        self._writer: asyncio.StreamWriter | None = None
-        self._waiting: deque[asyncio.Future[object] | None] = deque()
+        self._wake: dict[Conn, asyncio.Event] = {}
 
     async def run(self) -> None:
+        """Keep a session going, forever (cancel the task to stop)."""
+        loop = asyncio.get_running_loop()
         while True:
+            error: BaseException = SessionError("the session ended")
             try:
-                await self._session()
-            except (OSError, ProtocolError, RedisError, asyncio.IncompleteReadError) as error:
-                reason = str(error) or type(error).__name__
-            else:
-                reason = "connection closed"
-            delay = self._lost(reason)
-            self._down()
-            await asyncio.sleep(delay)
+                await self._serve()
+            except* Exception as group:  # a task group wraps what ended the session
+                error = group
+            await asyncio.sleep(self._lost(error, loop.time()))
 
-    async def _session(self) -> None:
-        sub_reader, sub_writer = await asyncio.open_connection(self.host, self.port)
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        sub = await _connect(self.host, self.port)
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            sub_writer.close()
+            cmd = await _connect(self.host, self.port)
+        except BaseException:
+            sub[1].transport.abort()
             raise
+        streams = {Conn.SUB: sub, Conn.CMD: cmd}
+        session = self._start_session(loop.time())
+        self._wake = {conn: asyncio.Event() for conn in Conn}
         try:
-            sub_writer.write(command("SUBSCRIBE", CHANNEL))
-            if self.db:
-                writer.write(command("SELECT", self.db))
-                self._waiting.append(None)
-            self._writer = writer
-            replies = asyncio.create_task(self._read_replies(reader))
-            try:
-                subscription = Subscription()
-                while data := await sub_reader.read(65536):
-                    for payload in subscription.feed(data):
-                        self.deliver(payload)
-                    self._confirm(subscription)
-            finally:
-                replies.cancel()
+            async with asyncio.TaskGroup() as group:
+                for conn, (reader, writer) in streams.items():
+                    group.create_task(self._read(session, conn, reader))
+                    group.create_task(self._write(session, conn, writer))
+                group.create_task(self._tick(session))
         finally:
-            sub_writer.close()
-            writer.close()
+            for future in self._end_session("the link stopped"):
+                if not future.done():
+                    future.set_result(None)
+            for _, writer in streams.values():
+                writer.transport.abort()  # not close(): a stalled peer would keep it
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
-        parser = ReplyParser()
+    async def _read(
+        self, session: RedisSession[_Answer], conn: Conn, reader: asyncio.StreamReader
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while data := await reader.read(65536):
-            for reply in parser.feed(data):
-                future = self._waiting.popleft() if self._waiting else None
-                if future is not None and not future.done():
-                    future.set_result(reply)
+            now = loop.time()
+            received = session.receive_data(conn, data, now)
+            self._deliver_all(received.payloads, now)
+            for future, answer in received.answers:
+                if not future.done():  # it may have given up waiting
+                    future.set_result(answer)
+            self._check(session)
+        session.receive_eof(conn)
+        self._check(session)
 
-    def _down(self) -> None:
-        self.up = False
-        self._writer = None
-        while self._waiting:
-            future = self._waiting.popleft()
-            if future is not None and not future.done():
-                future.set_result(None)
+    async def _write(
+        self, session: RedisSession[_Answer], conn: Conn, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write what the session says, never more than the transport's
+        high-water mark ahead: drain() waits below it."""
+        wake = self._wake[conn]
+        while True:
+            while data := session.data_to_send(conn):
+                writer.write(data)
+                await writer.drain()
+                session.sent(conn)
+            await wake.wait()
+            wake.clear()
+
+    async def _tick(self, session: RedisSession[_Answer]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, session.next_deadline() - loop.time()))
+            session.handle_timeout(loop.time())
+            self._wake_writers()
+            self._check(session)
+
+    def _wake_writers(self) -> None:
+        for event in self._wake.values():
+            event.set()
 
     def send(self, *commands: bytes) -> bool:
-        """Fire and forget; False if Redis is away."""
-        if not self.up or self._writer is None:
+        """Queue without waiting; False if Redis is away or not keeping up
+        (the chat then delivers to this process's clients)."""
+        session = self.session
+        if session is None or not session.send(commands, asyncio.get_running_loop().time()):
             return False
-        self._writer.write(b"".join(commands))
-        self._waiting.extend([None] * len(commands))
+        self._wake_writers()
         return True
 
     async def history(self) -> list[str] | None:
         """The shared history, or None if Redis cannot give it now."""
-        if not self.up or self._writer is None:
+        session = self.session
+        loop = asyncio.get_running_loop()
+        future: _Answer = loop.create_future()
+        if session is None or not session.request_history(future, loop.time()):
             return None
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._writer.write(command("LRANGE", HISTORY_KEY, -self.history_length, -1))
-        self._waiting.append(future)
+        self._wake_writers()
         try:
-            reply = await asyncio.wait_for(future, 1.0)
+            return await asyncio.wait_for(future, HISTORY_TIMEOUT)
         except TimeoutError:
             return None
-        return text_items(reply)  # type: ignore[arg-type]
+
+
+async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise SessionError(f"no connection to {host}:{port} in {CONNECT_TIMEOUT:g} s") from None
 
 
 class AsyncioChat(AsyncChatActions[ws_asyncio.WebSocket]):
@@ -149,3 +172,4 @@ async def serve_chat(
         await server.close()
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

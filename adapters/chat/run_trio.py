@@ -3,135 +3,138 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 import trio
 
 from .. import trio as ws_trio
 from .actions import AsyncChatActions
-from .link import LinkState
-from .resp import (
-    ProtocolError,
-    RedisError,
-    Reply,
-    ReplyParser,
-    Subscription,
-    command,
-    text_items,
-)
+from .link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, LinkState
+from .redis_session import Conn, RedisSession, SessionError
 from .service import (
-    CHANNEL,
-    HISTORY_KEY,
     TICK,
     ChatSettings,
     server_options,
 )
 
-_LINK_ERRORS = (
-    OSError,
-    ProtocolError,
-    RedisError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
-
 
 class _Waiter:
+    """A newcomer waiting for the shared history."""
+
     __slots__ = ("done", "reply")
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.reply: Reply = None
+        self.reply: list[str] | None = None
 
 
-class RedisLink(LinkState):
-    """The trio streams of `LinkState`."""
+class RedisLink(LinkState[_Waiter]):
+    """The trio streams of a `RedisSession`: a reader and a writer task per
+    connection and a timer, in a nursery, so that any of them failing ends
+    them all (and the session) together."""
+
+    expected_errors = (
+        *LinkState.expected_errors,
+        trio.BrokenResourceError,
+        trio.ClosedResourceError,
+    )
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
         super().__init__(url, history, deliver)
-        self._outbox: list[bytes] = []
-        self._wake = trio.Event()
-        self._waiting: deque[_Waiter | None] = deque()
+        self._wake: dict[Conn, trio.Event] = {}
 
     async def run(self) -> None:
+        """Keep a session going, forever (cancel the scope to stop)."""
         while True:
-            reason = "connection closed"
+            error: BaseException = SessionError("the session ended")
             try:
-                await self._session()
-            except* _LINK_ERRORS as group:  # the session's nursery groups them
-                first = group.exceptions[0]
-                reason = str(first) or type(first).__name__
-            delay = self._lost(reason)
-            self._down()
-            await trio.sleep(delay)
+                await self._serve()
+            except* Exception as group:  # the nursery wraps what ended the session
+                error = group
+            await trio.sleep(self._lost(error, trio.current_time()))
 
-    async def _session(self) -> None:
-        async with (
-            await trio.open_tcp_stream(self.host, self.port) as sub,
-            await trio.open_tcp_stream(self.host, self.port) as commands,
-            trio.open_nursery() as nursery,
-        ):
-            await sub.send_all(command("SUBSCRIBE", CHANNEL))
-            if self.db:
-                self._outbox.insert(0, command("SELECT", self.db))
-                self._waiting.appendleft(None)
-            nursery.start_soon(self._write_commands, commands)
-            nursery.start_soon(self._read_replies, commands)
-            subscription = Subscription()
-            while data := await sub.receive_some(65536):
-                for payload in subscription.feed(data):
-                    self.deliver(payload)
-                if subscription.confirmed and not self.up:
-                    self._wake.set()  # commands queued while Redis was away
-                self._confirm(subscription)
-            nursery.cancel_scope.cancel()
-
-    async def _write_commands(self, stream: trio.SocketStream) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            if self._outbox:
-                data, self._outbox = b"".join(self._outbox), []
-                await stream.send_all(data)
-
-    async def _read_replies(self, stream: trio.SocketStream) -> None:
-        parser = ReplyParser()
-        while data := await stream.receive_some(65536):
-            for reply in parser.feed(data):
-                waiter = self._waiting.popleft() if self._waiting else None
-                if waiter is not None:
-                    waiter.reply = reply
-                    waiter.done.set()
-        raise trio.BrokenResourceError("redis closed the connection")
-
-    def _down(self) -> None:
-        self.up = False
-        self._outbox.clear()
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if waiter is not None:
+    async def _serve(self) -> None:
+        sub = await _connect(self.host, self.port)
+        try:
+            cmd = await _connect(self.host, self.port)
+        except BaseException:
+            await trio.aclose_forcefully(sub)
+            raise
+        streams = {Conn.SUB: sub, Conn.CMD: cmd}
+        session = self._start_session(trio.current_time())
+        self._wake = {conn: trio.Event() for conn in Conn}
+        try:
+            async with trio.open_nursery() as nursery:
+                for conn, stream in streams.items():
+                    nursery.start_soon(self._read, session, conn, stream)
+                    nursery.start_soon(self._write, session, conn, stream)
+                nursery.start_soon(self._tick, session)
+        finally:
+            for waiter in self._end_session("the link stopped"):
                 waiter.done.set()
+            for stream in streams.values():
+                await trio.aclose_forcefully(stream)  # a stalled peer must not keep it
+
+    async def _read(
+        self, session: RedisSession[_Waiter], conn: Conn, stream: trio.SocketStream
+    ) -> None:
+        while data := await stream.receive_some(65536):
+            now = trio.current_time()
+            received = session.receive_data(conn, data, now)
+            self._deliver_all(received.payloads, now)
+            for waiter, answer in received.answers:
+                waiter.reply = answer
+                waiter.done.set()
+            self._check(session)
+        session.receive_eof(conn)
+        self._check(session)
+
+    async def _write(
+        self, session: RedisSession[_Waiter], conn: Conn, stream: trio.SocketStream
+    ) -> None:
+        while True:
+            while data := session.data_to_send(conn):
+                await stream.send_all(data)
+                session.sent(conn)
+            await self._wake[conn].wait()
+            self._wake[conn] = trio.Event()
+
+    async def _tick(self, session: RedisSession[_Waiter]) -> None:
+        while True:
+            await trio.sleep_until(session.next_deadline())
+            session.handle_timeout(trio.current_time())
+            self._wake_writers()
+            self._check(session)
+
+    def _wake_writers(self) -> None:
+        for event in self._wake.values():
+            event.set()
 
     def send(self, *commands: bytes) -> bool:
-        """Fire and forget; False if Redis is away."""
-        if not self.up:
+        """Queue without waiting; False if Redis is away or not keeping up
+        (the chat then delivers to this process's clients)."""
+        session = self.session
+        if session is None or not session.send(commands, trio.current_time()):
             return False
-        self._outbox.extend(commands)
-        self._waiting.extend([None] * len(commands))
-        self._wake.set()
+        self._wake_writers()
         return True
 
     async def history(self) -> list[str] | None:
-        if not self.up:
-            return None
+        """The shared history, or None if Redis cannot give it now."""
+        session = self.session
         waiter = _Waiter()
-        self._outbox.append(command("LRANGE", HISTORY_KEY, -self.history_length, -1))
-        self._waiting.append(waiter)
-        self._wake.set()
-        with trio.move_on_after(1.0):
+        if session is None or not session.request_history(waiter, trio.current_time()):
+            return None
+        self._wake_writers()
+        with trio.move_on_after(HISTORY_TIMEOUT):
             await waiter.done.wait()
-        return text_items(waiter.reply)
+        return waiter.reply
+
+
+async def _connect(host: str, port: int) -> trio.SocketStream:
+    with trio.move_on_after(CONNECT_TIMEOUT):
+        return await trio.open_tcp_stream(host, port)
+    raise SessionError(f"no connection to {host}:{port} in {CONNECT_TIMEOUT:g} s")
 
 
 class TrioChat(AsyncChatActions[ws_trio.WebSocket]):

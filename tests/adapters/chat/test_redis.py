@@ -4,17 +4,25 @@ and survive Redis going away and coming back."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import ClassVar
 
 import pytest
+
+from adapters._common import ConnectionClosed
+from adapters.chat.resp import Reply, ReplyParser, command
 
 from .helpers import BACKENDS, Chat, Member, running_chat, wait_for_log
 
@@ -30,7 +38,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[int]:
+def redis_process(port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of our own on a loopback port, and its process (for
+    the tests that stop and continue it: that PID only)."""
     assert REDIS is not None, "redis-server is not installed (scripts/run-tests installs it)"
     port = port or free_port()
     process = subprocess.Popen(
@@ -50,17 +60,30 @@ def redis_server(port: int | None = None) -> Iterator[int]:
                 pass
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
-        yield port
+        yield port, process
     finally:
+        process.send_signal(signal.SIGCONT)  # in case a test left it stopped
         process.terminate()
         process.wait(10)
+
+
+@contextmanager
+def redis_server(port: int | None = None) -> Iterator[int]:
+    with redis_process(port) as (port, _):
+        yield port
 
 
 def read_log(chat: Chat) -> str:
     """What the chat logged so far (stderr), without waiting for more."""
     assert chat.process.stderr is not None
-    os.set_blocking(chat.process.stderr.fileno(), False)
-    return chat.process.stderr.read() or ""
+    fd = chat.process.stderr.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    os.set_blocking(fd, True)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def online_seen_by_newcomer(chat: Chat, expected: int) -> int:
@@ -177,3 +200,239 @@ def test_workers_share_one_port_and_one_room() -> None:
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=30) == 0
+
+
+# -- hostile input and a stalled Redis (issue 9) ---------------------------------------------
+
+
+class RawRedis:
+    """A plain RESP client: anyone who can reach Redis and publish."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.parser = ReplyParser(max_bulk=64 << 20, max_reply=128 << 20)
+        self.replies: list[Reply] = []
+
+    def call(self, *args: str | bytes) -> Reply:
+        self.sock.sendall(command(*args))
+        return self.reply()
+
+    def reply(self) -> Reply:
+        while not self.replies:
+            data = self.sock.recv(1 << 20)
+            assert data, "redis closed the connection"
+            self.replies.extend(self.parser.feed(data))
+        return self.replies.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def published_text(subscriber: RawRedis, text: str) -> None:
+    """Wait until a chat message with `text` goes through the channel."""
+    while True:
+        reply = subscriber.reply()
+        payload = reply[2] if isinstance(reply, list) and len(reply) == 3 else None
+        if isinstance(payload, bytes) and len(payload) < 10_000 and text.encode() in payload:
+            return
+
+
+def say(sender: Member, other: Member, text: str) -> None:
+    """`other`, on the same server, gets it within a second; the sender's
+    own copy is read too (unread, it would stall the sender's connection)."""
+    sender.send(type="message", text=text)
+    other.next_of("message", timeout=1.0, text=text)
+    sender.next_of("message", text=text)
+
+
+HOSTILE_EVENTS = [
+    b"{not json",
+    b'{"worker":"evil","event":{"type":"presence"}}',  # no count
+    b'{"worker":"evil","event":{"type":"presence","count":"many"}}',
+    b'{"worker":["evil"],"event":{"type":"presence","count":1}}',  # a list as worker id
+    b"[" * 100_000 + b"]" * 100_000,  # JSON nested 100,000 deep
+    b'{"worker":"evil","event":{"type":"message","nick":"x","text":"'
+    + b"a" * (8 << 20)
+    + b'"}}',  # 8 MiB
+    b"\xff\xfe{}",  # not UTF-8
+    b"",
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hostile_events_on_the_channel_do_not_break_the_link(backend: str) -> None:
+    with (
+        redis_server() as port,
+        running_chat(backend, "--redis", f"redis://127.0.0.1:{port}/0") as chat,
+    ):
+        ann, bob = Member(chat.ws_url), Member(chat.ws_url)
+        ann.join("ann")
+        bob.join("bob")
+        subscriber = RawRedis(port)
+        assert isinstance(subscriber.call("SUBSCRIBE", "wschat:room"), list)
+        publisher = RawRedis(port)
+        for event in HOSTILE_EVENTS:
+            assert publisher.call("PUBLISH", "wschat:room", event) == 2  # the chat and us
+        for _ in HOSTILE_EVENTS:  # once we have them all, so does the chat
+            subscriber.reply()
+
+        say(ann, bob, "still here")
+        # Through Redis, not a local fallback: the link is up.
+        published_text(subscriber, "still here")
+        assert chat.process.poll() is None
+        log = read_log(chat)
+        assert "redis unavailable" not in log
+        assert "Traceback" not in log
+        assert log.count("dropped") <= 2  # one line, not one per event
+        for client in (subscriber, publisher, ann, bob):
+            client.close()
+
+
+def rss_after_flood(chat: Chat, count: int) -> int:
+    """Growth of the chat's RSS (KiB) while one client sends `count` large
+    messages (its echoes are read by a thread)."""
+    before = chat.rss_kib()
+    flooder = Member(chat.ws_url)
+    flooder.join("flooder")
+    reader = threading.Thread(target=drain_quietly, args=(flooder,), daemon=True)
+    reader.start()
+    # 8,000 bytes of UTF-8: as large as a message gets.
+    message = json.dumps({"type": "message", "text": "\U0001f600" * 2000}, ensure_ascii=False)
+    for _ in range(count):
+        flooder.ws.send(message)
+    flooder.close()
+    reader.join(30)
+    return chat.rss_kib() - before
+
+
+def drain_quietly(member: Member) -> None:
+    with contextlib.suppress(ConnectionClosed, OSError):
+        member.drain()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_stalled_redis_is_noticed_and_the_chat_goes_on(backend: str) -> None:
+    """Redis stopped with SIGSTOP: its socket stays open and answers
+    nothing. The chat must not freeze or buffer without bound, must count
+    Redis as down, deliver locally, and come back after SIGCONT."""
+    with redis_process() as (port, redis), ExitStack() as stack:
+        url = f"redis://127.0.0.1:{port}/0"
+        fast = ("--rate", "100000", "--burst", "100000")
+        one = stack.enter_context(running_chat(backend, "--redis", url, *fast))
+        two = stack.enter_context(running_chat(backend, "--redis", url))
+        ann, carl = Member(one.ws_url), Member(two.ws_url)
+        ann.join("ann")
+        carl.join("carl")
+        ann.send(type="message", text="before")
+        assert wait_for(carl, "message", text="before")["nick"] == "ann"
+        ann.close()
+        carl.close()
+
+        redis.send_signal(signal.SIGSTOP)
+        try:
+            # 3,000 messages of 8 KB: 48 MB of commands for a Redis that
+            # takes none. Sending them must not freeze the chat, nor grow it
+            # by more than its bounded outbox and some slack.
+            growth = rss_after_flood(one, 3000)
+            assert growth < 32 * 1024, f"RSS grew by {growth} KiB"
+            wait_for_log(one.process, "redis unavailable")
+            # Chatting goes on locally, promptly.
+            ann, bob = Member(one.ws_url), Member(one.ws_url)
+            ann.join("ann")
+            bob.join("bob")
+            for i in range(5):
+                say(ann, bob, f"during {i}")
+            assert one.process.poll() is None
+            # (Closed now: unread messages would pile up in its queue.)
+            bob.close()
+        finally:
+            redis.send_signal(signal.SIGCONT)
+        wait_for_log(one.process, "redis connected")
+        # Shared delivery resumes (once the other worker is back too).
+        dave = Member(two.ws_url)
+        deadline = time.monotonic() + 40
+        for i in itertools.count():
+            ann.send(type="message", text=f"after {i}")
+            ann.next_of("message", text=f"after {i}")  # locally or through Redis
+            try:
+                dave.next_of("message", timeout=1.5, text=f"after {i}")
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "the workers did not reconnect"
+        ann.close()
+        dave.close()
+
+
+class FakeRedis:
+    """A socket server on a loopback port that answers every connection
+    with something no Redis would send, one kind per connection attempt
+    (the link opens two connections per attempt)."""
+
+    REPLIES: ClassVar[list[bytes]] = [
+        b"*1\r\n" * 5000,  # arrays nested 5,000 deep
+        b"\x00\xff\xfegarbage\r\n" * 10,
+        b"$99999999999999\r\n",  # a huge bulk length
+        b"*3\r\n$7\r\nmessage\r\n",  # an array that never ends
+    ]
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.closing = False
+        self.threads: list[threading.Thread] = []
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+
+    def _accept(self) -> None:
+        while not self.closing:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            reply = self.REPLIES[(self.connections // 2) % len(self.REPLIES)]
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn, reply), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _serve(self, conn: socket.socket, reply: bytes) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(30)
+            while conn.recv(65536):  # whatever it asks
+                conn.sendall(reply)
+                reply = b""  # then nothing more: an incomplete reply stays so
+
+    def close(self) -> None:
+        self.closing = True
+        self.listener.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fake_redis_with_hostile_replies(backend: str) -> None:
+    fake = FakeRedis()
+    try:
+        # --redis=URL: running_chat waits for "redis connected" after a
+        # separate --redis, which never comes here.
+        url = f"redis://127.0.0.1:{fake.port}/0"
+        with running_chat(backend, f"--redis={url}", "--rate", "1000", "--burst", "1000") as chat:
+            ann, bob = Member(chat.ws_url), Member(chat.ws_url)
+            ann.join("ann")
+            bob.join("bob")
+            deadline = time.monotonic() + 30
+            i = 0
+            # Every kind of reply, the never-ending one included (noticed
+            # when its answer is late), then another attempt.
+            while fake.connections < 2 * len(FakeRedis.REPLIES) + 2:
+                assert time.monotonic() < deadline, f"{fake.connections} connections"
+                say(ann, bob, f"local {i}")
+                i += 1
+                time.sleep(0.2)
+            assert chat.process.poll() is None
+            log = read_log(chat)
+            assert log.count("redis unavailable") == 1  # once per outage
+            assert "Traceback" not in log
+            ann.close()
+            bob.close()
+    finally:
+        fake.close()
