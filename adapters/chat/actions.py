@@ -208,10 +208,10 @@ class ChatActions(Generic[PeerT]):
                 for client, why in fan_out(action.text, [(action.client, peer)], limit):
                     self.drop(client, *why)
         elif type(action) is Publish:
-            redis = self.redis
-            if redis is None or not redis.send(command("PUBLISH", CHANNEL, action.text)):
-                # No hub (or Redis is away): this process's clients only.
-                self.perform(self.room.deliver(action.text, time.time()))
+            # Already broadcast here; if Redis is away, the other workers
+            # miss it (as they would any event of a worker they cannot reach).
+            if self.redis is not None:
+                self.redis.send(command("PUBLISH", CHANNEL, action.text))
         elif type(action) is Store:
             if self.redis is not None:
                 length = self.settings.history

@@ -8,16 +8,16 @@ actions it returns:
 
 - `Send(client, text)`: to one client (its welcome, its own errors);
 - `Broadcast(text)`: to every client of this process, framed once;
-- `Publish(text)`: to every worker's room, through the hub (Redis); the
-  room only returns these when `shared` is set, and expects each one back
-  through `deliver`, including its own;
+- `Publish(text)`: to the other workers' rooms, through the hub (Redis);
+  the room only returns these when `shared` is set;
 - `Store(text)`: append a message to the shared history (Redis);
 - `Close(client, code, reason)`.
 
-In one process (`shared=False`) a room event becomes a Broadcast at once.
-With several workers, it becomes a Publish; `deliver` turns what comes back
-into a Broadcast. Each worker announces how many clients it has, so every
-room can show the number of people online across all of them.
+A room event becomes a Broadcast at once; with several workers, also a
+Publish, which `deliver` turns into a Broadcast in the other workers (and
+ignores in this one). So this process's clients never wait for Redis.
+Each worker announces how many clients it has, so every room can show the
+number of people online across all of them.
 
 What a reconnecting client could otherwise amplify is bounded:
 
@@ -226,7 +226,8 @@ class Room:
         return self._room_event(message, now)
 
     def deliver(self, envelope: str, now: float) -> list[Action]:
-        """An event published by a worker (maybe this one) came back.
+        """An event published by a worker came back (this one's own are
+        ignored: they were broadcast here already).
 
         Anyone who can publish on the channel can send anything: the
         envelope is checked field by field (`protocol.parse_envelope`), and
@@ -236,10 +237,10 @@ class Room:
         if isinstance(parsed, Invalid):
             return self._reject(parsed.text)
         event = parsed.event
+        if parsed.worker == self.config.worker:
+            return []  # ours: broadcast here when it happened (see `_room_event`)
         if event["type"] == "presence":
-            if parsed.worker != self.config.worker:
-                return self._count_other(parsed.worker, event["count"], now)
-            return []
+            return self._count_other(parsed.worker, event["count"], now)
         text = encode(event)
         if event["type"] == "message":
             self._history.append(text)
@@ -347,14 +348,18 @@ class Room:
             del self._cased[cased]
 
     def _room_event(self, event: dict[str, object], now: float) -> list[Action]:
-        if not self.config.shared:
-            text = encode(event)
-            if event["type"] == "message":
-                self._history.append(text)
-            return [Broadcast(text)]
-        actions: list[Action] = [Publish(encode({"worker": self.config.worker, "event": event}))]
-        if event["type"] == "message" and self.config.history:
-            actions.append(Store(encode(event)))
+        """This process's clients get the event at once, whatever Redis
+        does: Redis only carries it to the other workers (and `deliver`
+        ignores it when it comes back), so a slow or stalled Redis delays
+        what crosses workers, never what stays in one."""
+        text = encode(event)
+        if event["type"] == "message":
+            self._history.append(text)
+        actions: list[Action] = [Broadcast(text)]
+        if self.config.shared:
+            actions.append(Publish(encode({"worker": self.config.worker, "event": event})))
+            if event["type"] == "message" and self.config.history:
+                actions.append(Store(text))
         return actions
 
     def _announce(self, now: float) -> Publish:

@@ -116,21 +116,28 @@ def test_rate_limit_refuses_with_one_notice_per_second() -> None:
     assert len(broadcasts(room.receive(1, say("e"), T0 + 1.0))) == 1
 
 
-def test_shared_room_publishes_and_broadcasts_what_comes_back() -> None:
+def test_shared_room_broadcasts_at_once_and_publishes_for_the_others() -> None:
     room = Room(RoomConfig(shared=True, worker="w1"))
     assert [type(a) for a in room.connect(1, T0)] == [Send]
     assert [type(a) for a in room.tick(T0)] == [Broadcast, Publish]  # presence, announced
     room.receive(1, join("ann"), T0)
     actions = room.receive(1, say("hello"), T0)
-    assert [type(a) for a in actions] == [Publish, Store]
-    publish, store = actions
+    assert [type(a) for a in actions] == [Broadcast, Publish, Store]
+    broadcast, publish, store = actions
+    assert isinstance(broadcast, Broadcast)
     assert isinstance(publish, Publish)
-    assert json.loads(publish.text)["worker"] == "w1"
     assert isinstance(store, Store)
-    assert json.loads(store.text)["text"] == "hello"
-    # Nothing reaches the local clients until the hub hands it back.
-    assert broadcasts(room.deliver(publish.text, T0)) == [json.loads(store.text)]
-    assert room.history == [store.text]
+    # This worker's clients do not wait for Redis (a slow one must not
+    # delay them); the other workers get it through the hub.
+    assert json.loads(broadcast.text)["text"] == "hello"
+    assert json.loads(publish.text) == {"worker": "w1", "event": json.loads(broadcast.text)}
+    assert store.text == broadcast.text
+    assert room.history == [broadcast.text]
+    # Our own event coming back is not shown twice; another worker's is shown.
+    assert room.deliver(publish.text, T0) == []
+    other = Room(RoomConfig(shared=True, worker="w2"))
+    assert broadcasts(other.deliver(publish.text, T0)) == [json.loads(broadcast.text)]
+    assert other.history == [broadcast.text]
     assert room.deliver("not json", T0) == []
     assert room.deliver('{"worker": "x", "event": {}}', T0) == []
 
