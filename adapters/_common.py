@@ -336,21 +336,44 @@ def answer_http(core: ServerConnection, request: HttpRequest, settings: Settings
 
 
 class Reassembly:
-    """Joins the fragments of one message for recv()."""
+    """Joins the fragments of one message for recv().
+
+    A message in assembly costs about its size however finely the peer cut
+    it: small fragments are merged as they come, pairwise and geometrically,
+    instead of being kept as one object each (some 50 bytes apiece, which
+    a million one-byte fragments turn into 50 MiB). Fragments of at least
+    `SETTLED` characters or bytes are kept as they are and copied once, by
+    the final join. `parts` stays a plain list of str or bytes, which is
+    what a cancelled recv() leaves for recv_streaming to hand out first.
+    """
 
     __slots__ = ("parts",)
+
+    SETTLED = 16 * 1024
 
     def __init__(self) -> None:
         self.parts: list[Message] = []
 
     def add(self, fragment: Fragment) -> Message | None:
         """Take one fragment; the whole message once `fragment` is its last."""
-        if fragment.final and not self.parts:
+        parts = self.parts
+        if fragment.final and not parts:
             return fragment.data  # the common case: one fragment, nothing to join
-        self.parts.append(fragment.data)
+        parts.append(fragment.data)
         if not fragment.final:
+            settled = self.SETTLED
+            # A merged byte is copied O(log SETTLED) times at most; a piece
+            # of SETTLED or more is never merged.
+            while (
+                len(parts) > 1
+                and len(parts[-1]) < settled
+                and len(parts[-2]) < settled
+                and len(parts[-2]) <= 2 * len(parts[-1])
+            ):
+                last = parts.pop()
+                parts[-1] += last  # type: ignore[operator]  # all str or all bytes
             return None
-        parts, self.parts = self.parts, []
+        self.parts = []
         if isinstance(fragment, TextFragment):
             return "".join(parts)  # type: ignore[arg-type]
         return b"".join(parts)  # type: ignore[arg-type]

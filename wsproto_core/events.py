@@ -91,7 +91,13 @@ class BytesMessage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TextFragment:
-    """(streaming mode) Part of a text message; `data` always holds whole characters."""
+    """(streaming mode) Part of a text message; `data` always holds whole characters.
+
+    Pieces follow the payload as it arrives, not the peer's frames: what one
+    `receive_data` call brings of a message comes as at most one piece (cut
+    only where a control frame sits between fragments), so a peer fragmenting
+    finely cannot make one event per frame. `final` marks the message's end.
+    """
 
     data: str
     final: bool
@@ -99,7 +105,7 @@ class TextFragment:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BytesFragment:
-    """(streaming mode) Part of a binary message."""
+    """(streaming mode) Part of a binary message, cut as for `TextFragment`."""
 
     data: bytes
     final: bool

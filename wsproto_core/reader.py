@@ -5,14 +5,24 @@ the caller's buffer rather than as a generator or a chain of small objects:
 a whole small frame costs a few integer operations, one slice and one event.
 
 Payload is processed as it arrives rather than when a frame is complete, so
-that (1) invalid UTF-8 fails the connection at the first bad byte, even in
-the middle of a frame, (2) streaming mode can hand out partial frames, and
-(3) nothing but a header fragment (under 14 bytes) or a small control frame
-(under 132 bytes) is ever kept between calls besides the message being
-assembled, whose size the limits bound before its payload is read.
+that (1) invalid UTF-8 fails the connection in the `feed` call that brought
+the first bad byte, even in the middle of a frame, (2) streaming mode can
+hand out partial frames, and (3) nothing but a header fragment (under 14
+bytes) or a small control frame (under 132 bytes) is ever kept between calls
+besides the message being assembled, whose size the limits bound before its
+payload is read.
+
+A peer chooses how finely it fragments, so nothing here is kept per frame:
+the payload that one `feed` call brings for the current message is gathered
+into one run and handed over once, when the call ends or a control frame or
+the message's end comes first. A million one-byte fragments then cost one
+event per `feed` call in streaming mode, and a message being assembled costs
+about its size: one piece per call (small ones merged), not one per fragment.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from . import masking
 from .compression import MessageDecompressor
@@ -39,6 +49,32 @@ _CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _RSV1 = 0x40
 
 
+# A piece of a message of at least this many characters or bytes is kept as
+# it is until the message ends; smaller pieces are merged (see `_merge_small`).
+_SETTLED = 16 * 1024
+
+_Piece = TypeVar("_Piece", str, bytes)
+
+
+def _merge_small(pieces: list[_Piece]) -> None:
+    """Merge the small pieces at the end of a message's pieces, pairwise
+    and geometrically, so that no object is kept per small piece.
+
+    A peer that sends one byte per TCP segment would otherwise make one
+    object per byte. A merged byte is copied O(log _SETTLED) times at most,
+    and a large piece is never copied before the final join, so a message
+    arriving in large reads costs what a list of them would.
+    """
+    while (
+        len(pieces) > 1
+        and len(pieces[-1]) < _SETTLED
+        and len(pieces[-2]) < _SETTLED
+        and len(pieces[-2]) <= 2 * len(pieces[-1])
+    ):
+        last = pieces.pop()
+        pieces[-1] += last
+
+
 class FrameReader:
     """Parses frames for one direction of one connection.
 
@@ -49,7 +85,7 @@ class FrameReader:
     """
 
     __slots__ = (
-        "_byte_parts",
+        "_chunks",
         "_decompressor",
         "_expect_mask",
         "_frame_fin",
@@ -62,9 +98,10 @@ class FrameReader:
         "_message_size",
         "_remaining",
         "_rsv_allowed",
+        "_run",
         "_streaming",
         "_tail",
-        "_text_parts",
+        "_texts",
         "_utf8",
         "closed",
         "control_seen",
@@ -98,9 +135,15 @@ class FrameReader:
         self._message_opcode = 0
         self._message_size = 0  # decompressed size, for a compressed message
         self._inflating = False
-        self._text_parts: list[str] = []
-        self._byte_parts: list[bytes] = []
-        self._utf8: Utf8Validator | None = None
+        self._utf8: Utf8Validator | None = None  # set for a text message
+        # Payload of the current message that this `feed` call brought and
+        # nobody has seen yet: the first piece as is, a bytearray once a
+        # second one joins it (see `_deliver`).
+        self._run: bytes | bytearray = b""
+        # Whole-message mode: what earlier calls brought of the message
+        # (text decoded), one piece per call, merged when small: see `_merge_small`.
+        self._chunks: list[bytes] = []
+        self._texts: list[str] = []
         self.closed = False
         self.control_seen = False
         self.failure: ProtocolViolation | None = None
@@ -116,8 +159,17 @@ class FrameReader:
             self._tail = b""
         try:
             self._parse(data, events)
+            if self._run:
+                self._flush(events)
         except ProtocolViolation as violation:
             self.failure = violation
+            if self._run:
+                # The gathered payload came before the violation: hand it
+                # over, and if it is bad UTF-8 that is the first failure.
+                try:
+                    self._flush(events)
+                except ProtocolViolation as earlier:
+                    self.failure = earlier
         return events
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
@@ -177,6 +229,8 @@ class FrameReader:
                 if masked:
                     payload = apply_mask(payload, data[start - 4 : start])
                 pos = start + length
+                if self._run:  # the data before it is delivered before it
+                    self._flush(events)
                 self.control_seen = True
                 if opcode == _PING:
                     events.append(Ping(payload=payload))
@@ -245,13 +299,59 @@ class FrameReader:
                 self._inflating = bool(rsv)
             if not self._inflating:
                 self._message_size += length
+            if stop <= end:  # the whole fragment is here: nothing to remember
+                payload = data[start:stop]
+                if masked:
+                    payload = apply_mask(payload, data[start - 4 : start])
+                pos = stop
+                self._deliver(payload, fin, events)
+                if not (fin or self._inflating):
+                    pos = self._gather(data, pos, end)
+                continue
             self._frame_fin = bool(fin)
             self._mask = data[start - 4 : start] if masked else None
             self._mask_phase = 0
             self._remaining = length
             pos = start
-            if not length:
-                self._deliver(b"", events)
+
+    def _gather(self, data: bytes, pos: int, end: int) -> int:
+        """Take a series of small, whole, non-final continuation frames at once.
+
+        That is what a peer fragmenting finely sends, and the general loop
+        would spend most of its time on checks that such frames cannot
+        fail. Anything else (the last fragment, a control frame, a frame not
+        all here, one that breaks a rule or a limit) ends the series and is
+        left to the general loop, which reports any violation. Payloads go
+        straight into the run, so the series is never held twice.
+        """
+        expect_mask = self._expect_mask
+        header = 6 if expect_mask else 2
+        longest = 125 if self._max_frame is None else min(125, self._max_frame)
+        room = (1 << 63) if self._max_message is None else self._max_message - self._message_size
+        before = room
+        apply_mask = masking.apply_mask
+        run: bytearray | None = None
+        start = pos + header
+        while start <= end:
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            stop = start + length
+            if data[pos] or (b1 & 0x80) != expect_mask or length > longest or length > room:
+                break
+            if stop > end:
+                break
+            if run is None:  # made only once a frame qualifies: a lone big piece stays uncopied
+                current = self._run
+                run = self._run = current if type(current) is bytearray else bytearray(current)
+            if expect_mask:
+                run += apply_mask(data[start:stop], data[pos + 2 : start])
+            else:
+                run += data[start:stop]
+            room -= length
+            pos = stop
+            start = stop + header
+        self._message_size += before - room
+        return pos
 
     def _continue_payload(self, data: bytes, pos: int, end: int, events: list[Event]) -> int:
         take = min(self._remaining, end - pos)
@@ -263,37 +363,96 @@ class FrameReader:
             chunk = masking.apply_mask(window, masking.rotate(mask, self._mask_phase))
             self._mask_phase = (self._mask_phase + take) & 3
         self._remaining -= take
-        self._deliver(chunk, events)
-        return pos + take
-
-    def _deliver(self, chunk: bytes, events: list[Event]) -> None:
-        """Hand a piece of the current frame's payload to the message."""
-        final = self._frame_fin and not self._remaining
-        if self._inflating:
-            chunk = self._inflate(chunk, final)
-        if self._utf8 is not None:
-            text = self._utf8.decode(chunk, final)
-            if self._streaming:
-                if text or final:
-                    events.append(new_text_fragment(text, final))
-            else:
-                self._text_parts.append(text)
-                if final:
-                    events.append(new_text_message("".join(self._text_parts)))
-                    self._text_parts = []
-        elif self._streaming:
-            if chunk or final:
-                events.append(new_bytes_fragment(chunk, final))
+        pos += take
+        if pos == end and self._remaining and not (self._run or self._inflating):
+            # The call ends inside this frame, so nothing can join this
+            # piece: pass it on at once (a large frame, read by read).
+            self._pass_on(chunk, events)
         else:
-            self._byte_parts.append(chunk)
+            self._deliver(chunk, self._frame_fin and not self._remaining, events)
+        return pos
+
+    def _deliver(self, chunk: bytes, final: int, events: list[Event]) -> None:
+        """Add a piece of the current message's payload to the run.
+
+        The first piece is kept as is, so a frame arriving in one piece per
+        call is never copied here; a second one makes the run a bytearray,
+        which grows in place however many pieces follow.
+        """
+        if self._inflating:
+            chunk = self._inflate(chunk, bool(final))
+        run = self._run
+        if run:
+            if type(run) is not bytearray:
+                run = self._run = bytearray(run)
+            run += chunk
             if final:
-                events.append(new_bytes_message(b"".join(self._byte_parts)))
-                self._byte_parts = []
-        if final:
-            self._message_opcode = 0
-            self._message_size = 0
-            self._utf8 = None
-            self._inflating = False
+                self._run = b""
+                self._end_message(run, events)
+        elif final:
+            self._end_message(chunk, events)
+        else:
+            self._run = chunk
+
+    def _flush(self, events: list[Event]) -> None:
+        run = self._run
+        self._run = b""  # taken even if it proves to be bad UTF-8
+        self._pass_on(run, events)
+
+    def _pass_on(self, piece: bytes | bytearray, events: list[Event]) -> None:
+        """Hand over a piece of a message that is not over yet: as one
+        fragment in streaming mode, else into the message being assembled."""
+        utf8 = self._utf8
+        if utf8 is not None:
+            text = utf8.decode(piece, False)
+            if self._streaming:
+                if text:
+                    events.append(new_text_fragment(text, False))
+            elif text:
+                texts = self._texts
+                texts.append(text)
+                if len(texts) > 1:
+                    _merge_small(texts)
+        else:
+            if type(piece) is not bytes:  # a bytearray run: events carry bytes
+                piece = bytes(piece)
+            if self._streaming:
+                events.append(new_bytes_fragment(piece, False))
+            else:
+                chunks = self._chunks
+                chunks.append(piece)
+                if len(chunks) > 1:
+                    _merge_small(chunks)
+
+    def _end_message(self, last: bytes | bytearray, events: list[Event]) -> None:
+        """Hand over the message's `last` piece and close the message."""
+        utf8 = self._utf8
+        if utf8 is not None:
+            text = utf8.decode(last, True)
+            if self._streaming:
+                events.append(new_text_fragment(text, True))
+            else:
+                texts = self._texts
+                if texts:
+                    texts.append(text)
+                    text = "".join(texts)
+                    self._texts = []
+                events.append(new_text_message(text))
+        elif self._streaming:
+            events.append(new_bytes_fragment(last if type(last) is bytes else bytes(last), True))
+        else:
+            chunks = self._chunks
+            if chunks:
+                chunks.append(last)  # type: ignore[arg-type]  # join takes a bytearray too
+                message = b"".join(chunks)
+                self._chunks = []
+            else:
+                message = last if type(last) is bytes else bytes(last)
+            events.append(new_bytes_message(message))
+        self._message_opcode = 0
+        self._message_size = 0
+        self._utf8 = None
+        self._inflating = False
 
     def _inflate(self, chunk: bytes, final: bool) -> bytes:
         decompressor = self._decompressor

@@ -40,6 +40,15 @@ def test_unsolicited_pong_is_delivered() -> None:
     assert client.receive_data(server.data_to_send()) == [Pong(payload=b"heartbeat")]
 
 
+def test_has_data_to_send_looks_without_taking() -> None:
+    server = open_server()
+    assert not server.has_data_to_send
+    server.send_bytes(b"x")
+    assert server.has_data_to_send
+    assert server.data_to_send() == b"\x82\x01x"
+    assert not server.has_data_to_send
+
+
 def test_no_pong_after_we_started_closing() -> None:
     server = open_server()
     server.close()

@@ -337,7 +337,11 @@ def test_streaming_binary_and_single_frames() -> None:
     events = server.receive_data(frame(0x2, b"ab") + frame(0x1, b"t"))
     assert events == [BytesFragment(data=b"ab", final=True), TextFragment(data="t", final=True)]
     events = server.receive_data(frame(0x2, b"a", fin=False) + frame(0x0, b""))
-    assert events == [BytesFragment(data=b"a", final=False), BytesFragment(data=b"", final=True)]
+    assert events == [BytesFragment(data=b"a", final=True)]  # one call, one run
+    assert server.receive_data(frame(0x2, b"b", fin=False)) == [
+        BytesFragment(data=b"b", final=False)
+    ]
+    assert server.receive_data(frame(0x0, b"")) == [BytesFragment(data=b"", final=True)]
 
 
 def test_reader_reports_open_message() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsproto_core.writer import FrameWriter
+from wsproto_core.writer import FrameWriter, frame_bytes
 
 
 def test_unmasked_header_encodings() -> None:
@@ -32,3 +32,8 @@ def test_large_non_bytes_payload_is_copied_into_bytes() -> None:
     out: list[bytes] = []
     FrameWriter(mask=False, out=out).write(0x2, bytearray(5000))
     assert type(out[1]) is bytes
+
+
+def test_frame_bytes_uses_each_length_encoding() -> None:
+    for size, header in [(5, "8205"), (256, "827e0100"), (65536, "827f0000000000010000")]:
+        assert frame_bytes(0x2, bytes(size)) == bytes.fromhex(header) + bytes(size)

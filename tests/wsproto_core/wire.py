@@ -39,6 +39,26 @@ def frame(
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+def one_byte_frames(payload: bytes, opcode: int, *, masked: bool) -> bytes:
+    """`payload` as len(payload) frames of one byte each, built with slice
+    assignments rather than a loop over a million frames."""
+    count = len(payload)
+    width = 7 if masked else 3
+    wire = bytearray(width * count)
+    wire[0::width] = bytes(count)  # continuation, not final
+    wire[0] = opcode
+    wire[width * (count - 1)] = 0x80  # the last one is final
+    wire[1::width] = bytes([0x81 if masked else 0x01]) * count
+    if masked:
+        for i in range(4):
+            wire[2 + i :: width] = MASK[i : i + 1] * count
+        table = bytes(b ^ MASK[0] for b in range(256))
+        wire[6::width] = payload.translate(table)
+    else:
+        wire[2::width] = payload
+    return bytes(wire)
+
+
 def upgrade_request(
     *,
     target: str = "/chat",
