@@ -678,7 +678,12 @@ async def _listen(host: str | None, port: int, *, reuse_port: bool) -> list[sock
             if (family, address) in seen:
                 continue
             seen.add((family, address))
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:
+                if len(infos) > 1:
+                    continue  # a family this host lacks (IPv6 disabled), as create_server does
+                raise
             listeners.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
@@ -692,6 +697,8 @@ async def _listen(host: str | None, port: int, *, reuse_port: bool) -> list[sock
         for sock in listeners:
             sock.close()
         raise
+    if not listeners:
+        raise OSError(f"could not listen on {host!r} port {port}")
     return listeners
 
 

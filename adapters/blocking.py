@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 from wsproto_core import (
     BytesFragment,
@@ -78,6 +78,7 @@ __all__ = ["Server", "WebSocket", "connect", "serve"]
 logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], None]
 _now = time.monotonic
+_T = TypeVar("_T")
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets
 
 
@@ -156,7 +157,7 @@ class _Housekeeper:
                         poller.register(new_fd, select.POLLOUT)
                     continue
                 ws_or_none = watched.get(fd)
-                if ws_or_none is None or ws_or_none._flush_for_housekeeper():
+                if ws_or_none is None or _guarded(ws_or_none._flush_for_housekeeper, True):
                     watched.pop(fd, None)
                     with contextlib.suppress(KeyError, ValueError):
                         poller.unregister(fd)
@@ -166,10 +167,28 @@ class _Housekeeper:
                     if not self._timers or self._timers[0][0] > now:
                         break
                     _, _, ws = heapq.heappop(self._timers)
-                ws._run_timers()
+                _guarded(ws._run_timers, None)
+
+
+def _guarded(step: Callable[[], _T], fallback: _T) -> _T:
+    """One connection's failure must not end the thread that serves all."""
+    try:
+        return step()
+    except Exception:
+        logger.exception("connection housekeeping failed")
+        return fallback
 
 
 _HOUSEKEEPER = _Housekeeper()
+
+
+def _new_housekeeper_in_child() -> None:
+    """A forked child has none of its parent's threads."""
+    global _HOUSEKEEPER
+    _HOUSEKEEPER = _Housekeeper()
+
+
+os.register_at_fork(after_in_child=_new_housekeeper_in_child)
 
 
 class WebSocket(ConnectionView):
@@ -322,6 +341,8 @@ class WebSocket(ConnectionView):
             if self._unsent:
                 chunks.insert(0, bytes(self._unsent))
                 self._unsent.clear()
+            if should_close:
+                self._transport_closing()
             try:
                 for chunk in chunks:
                     self._sock.sendall(chunk)
@@ -358,6 +379,8 @@ class WebSocket(ConnectionView):
             chunks = self._core.chunks_to_send()
             should_close = self._core.should_close_transport
             self._backlog = 0
+        if should_close:
+            self._transport_closing()
         unsent = self._unsent
         for chunk in chunks:
             unsent += chunk
@@ -384,7 +407,7 @@ class WebSocket(ConnectionView):
             if not done:
                 _HOUSEKEEPER.watch(self)
                 return
-            if not self._core.has_data_to_send:
+            if not self._core.has_data_to_send and not self._unsent:
                 return
             if not self._write_lock.acquire(blocking=False):
                 return
@@ -459,13 +482,15 @@ class WebSocket(ConnectionView):
         read), the close frame goes out after its write; the core's close
         timer ends the connection if it never does."""
         with self._lock:
-            if self._core.state is not State.OPEN:
-                if self._core.state is State.CONNECTING:
-                    self._abort()
-                return
-            self._local_close = (code, reason)
-            self._core.close(code, reason)
-            deadline = self._core.next_deadline(_now())
+            state = self._core.state
+            if state is State.OPEN:
+                self._local_close = (code, reason)
+                self._core.close(code, reason)
+                deadline = self._core.next_deadline(_now())
+        if state is not State.OPEN:
+            if state is State.CONNECTING:
+                self._abort()  # (not under the lock: _abort may finish up, which takes it)
+            return
         if deadline is not None:
             _HOUSEKEEPER.wake_at(deadline, self)
         self._write_soon()
@@ -518,6 +543,8 @@ class WebSocket(ConnectionView):
         if self._unsent:
             chunks.insert(0, bytes(self._unsent))
             self._unsent.clear()
+        if should_close:
+            self._transport_closing()  # before the peer can see the end and come back
         try:
             for chunk in chunks:
                 self._sock.sendall(chunk)
@@ -549,10 +576,26 @@ class WebSocket(ConnectionView):
             if self._core.unsent_pong_bytes <= self._settings.write_limit:
                 return
             # Pongs we cannot write keep piling up (a peer pinging without
-            # reading): stop reading until the sender's write gets through.
-            self._write_lock.acquire()
+            # reading): stop reading until the sender's write gets through,
+            # with the timers running: a peer that reads nothing answers no
+            # keepalive ping either, and that must end the connection.
+            while not self._write_lock.acquire(timeout=self._until_deadline()):
+                with self._lock:
+                    self._process(self._core.handle_timeout(_now()))
+                    over = self._core.should_close_transport
+                if over:
+                    self._abort()  # the stuck sender's write fails, and it lets go
+                    if not self._write_lock.acquire(timeout=self._settings.close_timeout or 10.0):
+                        return
+                    break
         self._write_pending()
         self._release_writer()
+
+    def _until_deadline(self) -> float:
+        """Seconds until the core's next timer, -1 (wait for ever) if none."""
+        with self._lock:
+            deadline = self._core.next_deadline(_now())
+        return -1 if deadline is None else max(0.0, deadline - _now())
 
     def _release_writer(self) -> None:
         """Release the write lock, then pick up what a reader queued while
@@ -562,7 +605,8 @@ class WebSocket(ConnectionView):
             self._write_lock.release()
             # Unlocked read: the reader queues under the core lock *before*
             # trying the write lock, so anything it gave up on is visible here.
-            if not core.has_data_to_send:
+            # (_unsent too: the housekeeper leaves it to whoever holds the lock.)
+            if not core.has_data_to_send and not self._unsent:
                 return
             if not self._write_lock.acquire(blocking=False):
                 return  # someone else writes now, and will look again when done
@@ -808,6 +852,7 @@ class Server:
                     break
                 try:
                     sock, address = self._listener.accept()
+                    sock.setblocking(True)  # not socket.getdefaulttimeout()'s timeout
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as error:

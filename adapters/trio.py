@@ -96,6 +96,7 @@ class WebSocket(ConnectionView):
         self._wake_writer = trio.Event()
         self._unflushed = 0  # bytes sent since the last write
         self._in_flight = 0  # bytes in the write under way
+        self._write_cut = False  # a write was cancelled halfway
         self._local_close: tuple[int, str] | None = None
         self._outcome: HandshakeError | None = None
         self.request: HandshakeRequest | None = None
@@ -282,6 +283,9 @@ class WebSocket(ConnectionView):
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     should_close = True
                     break
+                except trio.Cancelled:
+                    self._write_cut = True  # part of `data` may be gone: no more writes
+                    raise
                 finally:
                     self._in_flight = 0
         if should_close:
@@ -290,6 +294,35 @@ class WebSocket(ConnectionView):
         if self._read_scope is not None:
             deadline = self._core.next_deadline(trio.current_time())
             self._read_scope.deadline = math.inf if deadline is None else deadline
+
+    async def _flush_from_reader(self) -> None:
+        """The reader's write. Once the writer task runs, the reader leaves
+        the writing to it and goes back to reading (and to the timers): a
+        reader that wrote could end up writing the handler's large message
+        to a peer that does not read, and no timer would fire again.
+
+        Only pongs owed past `write_limit` (a peer pinging without reading)
+        make the reader wait to write, and then with the timers running: a
+        peer that reads nothing answers no keepalive ping either."""
+        core = self._core
+        if self._writer_scope is None:  # the handshake: nothing large to write
+            await self._flush(wait=False)
+            return
+        if core.unsent_pong_bytes <= self._settings.write_limit:
+            if core.has_data_to_send or core.should_close_transport:
+                self._wake_writer.set()
+            return
+        while True:
+            deadline = core.next_deadline(trio.current_time())
+            with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
+                await self._flush()
+            if not waiting.cancelled_caught:
+                return
+            # (cancelled in a write, the stream is broken: it ends either way)
+            self._process(core.handle_timeout(trio.current_time()))
+            if core.should_close_transport or self._write_cut:
+                await self._abort()
+                return
 
     async def _abort(self) -> None:
         self._transport_closing()
@@ -340,7 +373,7 @@ class WebSocket(ConnectionView):
             self._process(self._core.receive_data(data))
         else:
             self._process(self._core.receive_eof())
-        await self._flush(wait=False)
+        await self._flush_from_reader()
         return not self._core.should_close_transport and bool(data or scope.cancelled_caught)
 
     async def _run_writer(
@@ -372,7 +405,7 @@ class WebSocket(ConnectionView):
             if not scope.cancelled_caught:
                 continue
             self._process(self._core.handle_timeout(trio.current_time()))
-            await self._flush(wait=False)
+            await self._flush_from_reader()
 
     async def _run_reader(self) -> None:
         try:

@@ -470,3 +470,65 @@ def test_close_returns_after_close_timeout_even_with_unread_messages(backend: st
             closing.join(10)
             assert not closing.is_alive(), "close() did not return"
             assert ws.close_code == 1006
+
+
+@backends
+def test_shutdown_returns_while_a_client_is_mid_handshake(backend: str) -> None:
+    """A socket that sent half an upgrade request (or nothing) must not
+    hold up the server's shutdown (the blocking server deadlocked on it)."""
+    with running_server(backend, close_timeout=1.0) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        half = socket.create_connection(("127.0.0.1", server.port))
+        half.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)  # both accepted, both in their handshakes
+        stopping = threading.Thread(target=server.stop, daemon=True)
+        stopping.start()
+        stopping.join(15)
+        assert not stopping.is_alive(), "shutdown did not return"
+        silent.close()
+        half.close()
+
+
+@backends
+def test_a_peer_that_pings_without_reading_is_ended_by_the_keepalive(backend: str) -> None:
+    """While the handler writes a large echo to a peer that never reads,
+    the peer floods pings: the owed pongs stop the reader, but the timers
+    must still run, so the keepalive (no pong) ends the connection."""
+    options = {"ping_interval": 0.5, "ping_timeout": 0.5, "close_timeout": 1.0}
+    with running_server(backend, max_message_size=None, **options) as server:
+        sock = raw_upgrade(server.port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        big = bytes(8 << 20)
+        sock.sendall(b"\x82\xff" + len(big).to_bytes(8, "big") + b"\0\0\0\0" + big)
+        ping = b"\x89\xfd\0\0\0\0" + bytes(125)
+        sock.setblocking(False)
+        ended = None
+        start = time.monotonic()
+        while time.monotonic() - start < 12:
+            try:
+                sock.send(ping * 64)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:  # reset or shut down: the server gave up on us
+                ended = time.monotonic() - start
+                break
+            if _closed_by_server(sock):
+                ended = time.monotonic() - start
+                break
+        sock.close()
+        assert ended is not None, "the connection outlived its keepalive by 10 s"
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed its side, looking without reading (the
+    peer under test reads nothing: its receive buffer holds the echo)."""
+    import select
+
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
