@@ -88,6 +88,16 @@ def refuse_overloaded(fd: int) -> None:
         sock.detach()
 
 
+def let_in(admission: Admission, failures: AcceptFailures, fd: int) -> bool:
+    """Count a freshly accepted socket in; or, one over `max_connections`,
+    answer it 503 at once (the caller then closes it) and note the episode."""
+    if admission.arrive():
+        return True
+    failures.refused(admission.max_connections)
+    refuse_overloaded(fd)
+    return False
+
+
 def is_connection_error(error: BaseException) -> bool:
     """True if `error` from accept() concerns only the connection being accepted."""
     return isinstance(error, OSError) and error.errno in _CONNECTION_ERRNOS

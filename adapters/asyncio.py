@@ -44,7 +44,7 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
-from ._admission import AcceptFailures, Admission, refuse_overloaded
+from ._admission import AcceptFailures, Admission, let_in
 from ._common import (
     ClientOptions,
     ConcurrencyError,
@@ -596,9 +596,7 @@ class Server:
                     return  # closed by close()
                 await asyncio.sleep(failures.failed(error))
                 continue
-            if not self.admission.arrive():
-                failures.refused(self.admission.max_connections)
-                refuse_overloaded(sock.fileno())
+            if not let_in(self.admission, failures, sock.fileno()):
                 sock.close()
                 continue
             failures.accepted()

@@ -52,7 +52,13 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
-from ._admission import AcceptFailures, Admission, default_connection_cap, refuse_overloaded
+from ._admission import (
+    AcceptFailures,
+    Admission,
+    default_connection_cap,
+    let_in,
+    refuse_overloaded,
+)
 from ._common import (
     READ_SIZE,
     ClientOptions,
@@ -860,9 +866,7 @@ class Server:
                     # poll() would say "readable" at once, so wait instead.
                     self._stopping.wait(failures.failed(error))
                     continue
-                if not self.admission.arrive():
-                    failures.refused(self.admission.max_connections)
-                    refuse_overloaded(sock.fileno())
+                if not let_in(self.admission, failures, sock.fileno()):
                     sock.close()
                     continue
                 thread = threading.Thread(

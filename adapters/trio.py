@@ -46,7 +46,7 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
-from ._admission import AcceptFailures, Admission, refuse_overloaded
+from ._admission import AcceptFailures, Admission, let_in
 from ._common import (
     READ_SIZE,
     ClientOptions,
@@ -496,9 +496,8 @@ class Server:
                 except OSError as error:
                     await trio.sleep(failures.failed(error))
                     continue
-                if not self.admission.arrive():
-                    failures.refused(self.admission.max_connections)
-                    _refuse_overloaded(stream.socket)
+                if not let_in(self.admission, failures, stream.socket.fileno()):
+                    stream.socket.close()
                     continue
                 failures.accepted()
                 self._nursery.start_soon(self._serve_one, stream)
@@ -568,12 +567,6 @@ class Server:
                 await ws.wait_closed()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
-
-
-def _refuse_overloaded(sock: trio.socket.SocketType) -> None:
-    """Answer 503 at once, without reading the request or starting a task."""
-    refuse_overloaded(sock.fileno())
-    sock.close()
 
 
 async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListener:
