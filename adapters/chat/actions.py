@@ -97,6 +97,7 @@ class ChatActions(Generic[PeerT]):
         self.ids = itertools.count(1)
         self._failures = Throttle()
         self._rejections = Throttle()
+        self._seeded_from: int | None = None  # the Redis session the history came from
         self._rejected_logged = 0
         self._queue: deque[Action] | None = None  # actions being carried out
 
@@ -105,6 +106,16 @@ class ChatActions(Generic[PeerT]):
         raise NotImplementedError
 
     # -- the steps ---------------------------------------------------------------
+
+    def history_due(self, up: bool, session: int) -> bool:
+        """Whether to fetch the shared history: once per Redis session (the
+        room keeps it up to date between), and only while Redis is up."""
+        return up and self._seeded_from != session
+
+    def seed_history(self, session: int, history: list[str] | None) -> None:
+        if history is not None:
+            self.room.seed_history(history)
+            self._seeded_from = session
 
     def arrive(self, peer: PeerT, history: list[str] | None) -> int:
         """A client connected: its id. If taking it in fails, it is already
@@ -248,6 +259,11 @@ class AsyncPeer(Peer, Protocol):
 
 
 class AsyncHistory(Protocol):
+    sessions: int
+
+    @property
+    def up(self) -> bool: ...
+
     async def history(self) -> list[str] | None: ...
 
 
@@ -263,8 +279,11 @@ class AsyncChatActions(ChatActions[AsyncPeerT]):
         if ws.request is None or ws.request.path != WS_PATH:
             await ws.close(1008, f"the chat is at {WS_PATH}")
             return
-        history = None if self.link is None else await self.link.history()
-        client = self.arrive(ws, history)
+        link = self.link
+        if link is not None and self.history_due(link.up, link.sessions):
+            session = link.sessions
+            self.seed_history(session, await link.history())
+        client = self.arrive(ws, None)
         try:
             async for message in ws:
                 if not self.receive(client, message):

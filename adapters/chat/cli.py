@@ -42,7 +42,11 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
     parser.add_argument("--rate", type=float, default=2.0, help="messages/s per client")
     parser.add_argument("--burst", type=int, default=10, help="messages a client may send at once")
     parser.add_argument(
-        "--max-message-size", type=int, default=16 * 1024, help="bytes per WebSocket message"
+        "--max-message-size",
+        type=int,
+        default=32 * 1024,
+        help="bytes per WebSocket message (default 32 KiB: any 2,000-character text, "
+        "however its JSON escapes it)",
     )
     parser.add_argument(
         "--max-connections-per-ip", type=int, default=20, help="503 past it (default: 20)"

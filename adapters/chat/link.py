@@ -39,6 +39,7 @@ class LinkState(Generic[W]):
         self.deliver = deliver
         self.delay = FIRST_DELAY
         self.session: RedisSession[W] | None = None
+        self.sessions = 0  # sessions started so far: which one the room's history came from
         self._announced = False  # "redis connected" was logged for this session
         self._outage_logged = False  # "redis unavailable" was logged for this outage
         self._deliver_errors = LogThrottle()
@@ -59,6 +60,7 @@ class LinkState(Generic[W]):
             db=self.db,
         )
         self.session = session
+        self.sessions += 1
         self._announced = False
         return session
 

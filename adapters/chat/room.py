@@ -190,6 +190,14 @@ class Room:
         )
         return [Send(client, welcome)]
 
+    def seed_history(self, history: list[str]) -> None:
+        """Take the shared history (Redis) as this room's own, checked item
+        by item. From then on the room keeps it up to date itself (its own
+        events and the other workers' all pass through it), so newcomers
+        need no round trip to Redis: one per Redis session will do."""
+        self._history.clear()
+        self._history.extend(self._past(history))
+
     def disconnect(self, client: int, now: float) -> list[Action]:
         gone = self._clients.pop(client, None)
         if gone is None:

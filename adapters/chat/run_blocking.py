@@ -216,9 +216,14 @@ class BlockingChat(ChatActions[ws_blocking.WebSocket]):
         if ws.request is None or ws.request.path != WS_PATH:
             ws.close(1008, f"the chat is at {WS_PATH}")
             return
-        history = None if self.link is None else self.link.history()
+        link = self.link
+        if link is not None and self.history_due(link.up, link.sessions):
+            session = link.sessions
+            history = link.history()  # (not under the lock: it waits for Redis)
+            with self.lock:
+                self.seed_history(session, history)
         with self.lock:
-            client = self.arrive(ws, history)
+            client = self.arrive(ws, None)
         try:
             for message in ws:
                 with self.lock:

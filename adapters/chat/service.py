@@ -50,7 +50,9 @@ class ChatSettings:
     origins: tuple[str, ...] | None = None  # None: the page's own origin
     redis: str | None = None
     workers: int = 1
-    max_message_size: int = 16 * 1024
+    # Room for any text of MAX_TEXT characters however it is escaped: a
+    # character outside the BMP as JSON's \uXXXX\uXXXX is 12 bytes.
+    max_message_size: int = 32 * 1024
     rate: float = 2.0
     burst: int = 10
     max_connections_per_ip: int = 20

@@ -251,3 +251,21 @@ def test_origins_option_overrides_the_policy() -> None:
     listed = server_options(ChatSettings(origins=("https://chat.example",)))
     assert listed["origins"] == ("https://chat.example",)
     assert callable(server_options(ChatSettings())["origins"])
+
+
+def test_the_shared_history_is_fetched_once_per_redis_session() -> None:
+    """Newcomers get the room's own copy: fetching it from Redis for each
+    one would let a huge (or hostile) history delay every newcomer."""
+    room = chat(redis="redis://127.0.0.1:6379/0", worker="w1")
+    stored = json.dumps({"type": "message", "nick": "ann", "text": "from before", "time": 1.0})
+    assert not room.history_due(False, 1)  # Redis down: nothing to fetch
+    assert room.history_due(True, 1)
+    room.seed_history(1, None)  # the fetch failed: try again with the next newcomer
+    assert room.history_due(True, 1)
+    room.seed_history(1, [stored, "not json", '{"type": "message"}'])
+    assert not room.history_due(True, 1)  # seeded for this session
+    assert room.history_due(True, 2)  # a new session may have missed events: again
+    newcomer = FakePeer()
+    room.arrive(newcomer, None)
+    [welcome] = newcomer.events
+    assert [item["text"] for item in welcome["history"]] == ["from before"]  # checked items only

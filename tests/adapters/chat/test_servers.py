@@ -212,3 +212,17 @@ def test_history_is_json_of_messages_only() -> None:
             json.dumps(m) for m in newcomer.welcome["history"] if m["type"] == "message"
         ]
         assert newcomer.welcome["history"][0]["text"] == "kept"
+
+
+@backends
+def test_the_longest_text_fits_a_message_however_it_is_escaped(backend: str) -> None:
+    """2,000 characters outside the BMP, escaped as JSON's \\uXXXX pairs
+    (json.dumps' default), are 24 KB on the wire: within the default
+    message size, so the sender gets its text back, not a 1009 close."""
+    with running_chat(backend) as chat:
+        ann = Member(chat.ws_url)
+        ann.join("ann")
+        text = "\U0001f600" * 2000
+        ann.send(type="message", text=text)
+        assert ann.next_of("message")["text"] == text
+        ann.close()
