@@ -40,6 +40,7 @@ class LinkState(Generic[W]):
         self.delay = FIRST_DELAY
         self.session: RedisSession[W] | None = None
         self.sessions = 0  # sessions started so far: which one the room's history came from
+        self.stopped = False  # the server is shutting down: no new session
         self._announced = False  # "redis connected" was logged for this session
         self._outage_logged = False  # "redis unavailable" was logged for this outage
         self._deliver_errors = LogThrottle()

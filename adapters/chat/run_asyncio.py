@@ -31,7 +31,7 @@ class RedisLink(LinkState[_Answer]):
     async def run(self) -> None:
         """Keep a session going, forever (cancel the task to stop)."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.stopped:
             error: BaseException = SessionError("the session ended")
             try:
                 await self._serve()
@@ -121,15 +121,19 @@ class RedisLink(LinkState[_Answer]):
         if session is None or not session.request_history(future, loop.time()):
             return None
         self._wake_writers()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+        # cancellation that races its timeout, and shutdown would hang.
         try:
-            return await asyncio.wait_for(future, HISTORY_TIMEOUT)
+            async with asyncio.timeout(HISTORY_TIMEOUT):
+                return await future
         except TimeoutError:
             return None
 
 
 async def _connect(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        return await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):  # (not wait_for: see `history`)
+            return await asyncio.open_connection(host, port)
     except TimeoutError:
         raise SessionError(f"no connection to {host}:{port} in {CONNECT_TIMEOUT:g} s") from None
 
@@ -170,6 +174,8 @@ async def serve_chat(
         await stop.wait()
     finally:
         await server.close()
+        if chat.redis_link is not None:
+            chat.redis_link.stopped = True  # (ends its loop even if a cancel were lost)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(tasks, timeout=5.0)

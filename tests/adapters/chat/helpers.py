@@ -74,7 +74,8 @@ def running_chat(backend: str, *args: str, port: int = 0) -> Iterator[Chat]:
             code = process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-            raise
+            log = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the chat did not stop within 20 s; its log:\n{log}") from None
         assert code == 0, process.stderr.read() if process.stderr else code
 
 
