@@ -133,13 +133,10 @@ class _Housekeeper:
     def _submit(self, ws: WebSocket, add: Callable[[], None]) -> None:
         with self._lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, daemon=True, name="ws-housekeeper")
-                try:
-                    thread.start()
-                except RuntimeError:  # no thread now: the next call tries again
+                self._thread = _start_thread(self._run, "ws-housekeeper")
+                if self._thread is None:  # no thread now: the next call tries again
                     ws._abort()
                     return
-                self._thread = thread
             add()
         with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
             self._wake_w.send(b"\0")
@@ -174,6 +171,17 @@ class _Housekeeper:
                         break
                     _, _, ws = heapq.heappop(self._timers)
                 _guarded(ws._run_timers, None)
+
+
+def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | None:
+    """A daemon thread, started; None if the process cannot start one now
+    (a thread limit is an episode to survive, not an exception to raise)."""
+    thread = threading.Thread(target=target, daemon=True, name=name)
+    try:
+        thread.start()
+    except RuntimeError:  # can't start new thread
+        return None
+    return thread
 
 
 def _guarded(step: Callable[[], _T], fallback: _T) -> _T:
@@ -426,18 +434,17 @@ class WebSocket(ConnectionView):
         if not self._write_lock.acquire(blocking=False):
             return True  # the writer in there sends what is unsent first
         done = self._write_nonblocking()
+        # True: pick up what others queued meanwhile, but do not watch
+        # again (the caller goes on watching while `done` is False).
         self._release_nonblocking(True)
         return done
 
     def _wake_tls_writer(self) -> None:
         if self._writer is None:
-            writer = threading.Thread(target=self._run_writer, daemon=True, name="ws-writer")
-            try:
-                writer.start()
-            except RuntimeError:  # out of threads: this connection cannot go on
+            self._writer = _start_thread(self._run_writer, "ws-writer")
+            if self._writer is None:  # out of threads: this connection cannot go on
                 self._abort()
-                raise self._closed_error() from None
-            self._writer = writer
+                raise self._closed_error()
         self._writer_wake.set()
 
     def _run_writer(self) -> None:
@@ -772,13 +779,8 @@ class WebSocket(ConnectionView):
     def _start_reader(self) -> bool:
         """False if no thread could be started (the caller gives up the
         connection: a thread limit is the server's episode to log)."""
-        reader = threading.Thread(target=self._run_reader, daemon=True, name="ws-reader")
-        try:
-            reader.start()
-        except RuntimeError:
-            return False
-        self._reader = reader
-        return True
+        self._reader = _start_thread(self._run_reader, "ws-reader")
+        return self._reader is not None
 
     def _handshake(self, on_request: Callable[[HandshakeRequest], bool] | None) -> bool:
         """Run the opening handshake in this thread; True once open."""
@@ -872,7 +874,7 @@ class Server:
                 thread = threading.Thread(
                     target=self._serve_one, args=(sock, address), daemon=True, name="ws-conn"
                 )
-                self._threads.add(thread)
+                self._threads.add(thread)  # before start: it removes itself when done
                 try:
                     thread.start()
                 except RuntimeError as error:  # can't start new thread
