@@ -17,53 +17,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl as ssl_module
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Unpack, cast
 
 from wsproto_core import (
-    BytesFragment,
     ClientConnection,
-    CloseReceived,
     Connection,
-    ConnectionFailed,
-    HandshakeAccepted,
-    HandshakeFailed,
-    HandshakeRejected,
     HandshakeRequest,
-    HttpRequest,
-    Pong,
     PreparedMessage,
-    ServerConnection,
-    State,
-    TextFragment,
 )
 from wsproto_core.events import Event
 
 from ._admission import AcceptFailures, Admission, let_in
-from ._common import (
-    ClientOptions,
+from ._common import ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._driver import (
+    CloseStep,
+    ConnectionView,
+    Driver,
+    Message,
+    Wake,
+    answer_handshake,
+    close_after_handler,
+)
+from .errors import (
     ConcurrencyError,
     ConnectionClosed,
+    ConnectionClosedError,
     ConnectionClosedOK,
-    ConnectionView,
-    Fragment,
     HandshakeError,
-    Message,
-    Reassembly,
-    ServerOptions,
-    Settings,
-    answer_handshake,
-    answer_http,
-    new_client_core,
-    parse_uri,
+    InvalidURI,
+    WebSocketAdapterError,
 )
 
-__all__ = ["Server", "WebSocket", "connect", "serve"]
+__all__ = [  # the exceptions too: each backend module is the whole API
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InvalidURI",
+    "Server",
+    "WebSocket",
+    "WebSocketAdapterError",
+    "connect",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], Awaitable[None]]
@@ -74,29 +75,25 @@ class WebSocket(ConnectionView):
 
     `recv()` / `async for` return whole messages; `recv_streaming()` yields
     a message piece by piece; `send()` and `send_fragments()` mirror them.
+    What the connection does is decided by its `Driver`; this class waits
+    with futures and writes with `writelines`.
     """
 
     def __init__(
-        self,
-        core: Connection,
-        settings: Settings,
-        *,
-        server: Server | None = None,
+        self, core: Connection, settings: Settings, *, server: Server | None = None
     ) -> None:
-        self._core = core
+        self._driver = Driver(
+            core, settings, on_request=None if server is None else self._on_request
+        )
         self._settings = settings
         self._server = server
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._fragments: deque[Fragment] = deque()
-        self._assembly = Reassembly()
+        self._reading = True  # the transport's reading state, steered by the driver
         self._recv_waiter: asyncio.Future[None] | None = None
-        self._recv_busy = False
-        self._reading_paused = False
-        self._writing_paused = False
+        self._pong_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()  # held while a message is sent in fragments
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._opened: asyncio.Future[None] = self._loop.create_future()
         # Only a waiting connect() cares why a handshake failed; a server
         # connection that served plain HTTP must not log "never retrieved".
@@ -106,81 +103,69 @@ class WebSocket(ConnectionView):
         self._timer_at: float | None = None
         self._flush_scheduled = False
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
-        self._closing = False
-        self._pong_paused = False  # reading paused for pongs we cannot write
-        self._local_close: tuple[int, str] | None = None
-        self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
         self.handler_task: asyncio.Task[None] | None = None
 
-    # -- what the application sees ------------------------------------------
-
-    def _transport_gone(self) -> bool:
-        return self._closed.done()
+    # -- receiving -----------------------------------------------------------
 
     async def recv(self) -> Message:
         """The next whole message: str for text, bytes for binary."""
-        fragments = self._fragments
-        if fragments and fragments[0].final and not self._assembly.parts and not self._recv_busy:
-            # The common case, without the layers below: one whole message waiting.
-            whole = fragments.popleft().data
-            if self._reading_paused:
-                self._maybe_resume_reading()
-            return whole
-        if self._recv_busy:
-            raise ConcurrencyError("recv() is already running in another task")
-        self._recv_busy = True
+        driver = self._driver
+        if not driver.receiving:
+            message = driver.take_message()  # the common case: one waiting
+            if message is not None:
+                if not self._reading:
+                    self._steer_reading()
+                return message
+        driver.begin_receive()
         try:
-            while True:
-                fragment = await self._next_fragment()
-                message = self._assembly.add(fragment)
-                if message is not None:
-                    return message
+            while (message := driver.take_message()) is None:
+                await self._wait_for_messages()
+            if not self._reading:
+                self._steer_reading()
+            return message
         finally:
-            self._recv_busy = False
+            driver.end_receive()
 
     async def recv_streaming(self) -> AsyncIterator[Message]:
         """Yield the next message in pieces as they arrive (bounded memory
         for messages of any size)."""
-        if self._recv_busy:
-            raise ConcurrencyError("recv() is already running in another task")
-        self._recv_busy = True
+        driver = self._driver
+        driver.begin_receive()
         try:
-            for part in self._assembly.parts:  # left by a cancelled recv()
+            for part in driver.take_leftover():  # left by a cancelled recv()
                 yield part
-            self._assembly.parts = []
             while True:
-                fragment = await self._next_fragment()
+                while (fragment := driver.take_fragment()) is None:
+                    await self._wait_for_messages()
+                if not self._reading:
+                    self._steer_reading()
                 yield fragment.data
                 if fragment.final:
                     return
         finally:
-            self._recv_busy = False
+            driver.end_receive()
 
-    async def _next_fragment(self) -> Fragment:
-        fragments = self._fragments
-        while not fragments:
-            if self._core.failure_pending:  # the application has had its messages
-                self._process(self._core.receive_data(b""))
-                self._flush()
-            if self._is_over():
-                raise self._closed_error()
-            waiter = self._loop.create_future()
-            self._recv_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
-        fragment = fragments.popleft()
-        if self._reading_paused:
-            self._maybe_resume_reading()
-        return fragment
+    async def _wait_for_messages(self) -> None:
+        driver = self._driver
+        if driver.has_output:  # a held failure, applied now
+            self._flush()
+        if driver.is_over():
+            raise driver.closed_error()
+        waiter = self._recv_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
 
-    def _maybe_resume_reading(self) -> None:
-        if len(self._fragments) <= self._settings.max_queue // 2:
-            self._reading_paused = False
-            if self._transport is not None and not self._pong_paused:
+    def _steer_reading(self) -> None:
+        wanted = self._driver.wants_data
+        if wanted != self._reading and self._transport is not None:
+            self._reading = wanted
+            if wanted:
                 self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -191,30 +176,21 @@ class WebSocket(ConnectionView):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
+    # -- sending -------------------------------------------------------------
+
     async def send(self, message: Message, *, compress: bool | None = None) -> None:
         """Send one message; waits while the write buffer is over `write_limit`.
 
         `compress` (when permessage-deflate is on): None compresses from
         the settings' `min_size` up, True always, False never."""
+        driver = self._driver
         if self._send_lock.locked():  # a fragmented message is being sent
             async with self._send_lock:
-                self._send_now(message, compress)
+                self._flush_soon(driver.queue_send(message, compress=compress))
         else:
-            self._send_now(message, compress)
-        if self._writing_paused:
+            self._flush_soon(driver.queue_send(message, compress=compress))
+        if driver.writes_blocked:
             await self._drain()
-
-    def _send_now(self, message: Message, compress: bool | None) -> None:
-        core = self._core
-        if core.state is not State.OPEN:
-            raise self._closed_error()
-        if isinstance(message, str):
-            core.send_text(message, compress=compress)
-        elif isinstance(message, bytes | bytearray | memoryview):
-            core.send_bytes(message, compress=compress)
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        self._flush_soon(len(message))
 
     def send_prepared(self, message: PreparedMessage) -> int:
         """Queue a message framed once for many connections, without waiting:
@@ -222,15 +198,13 @@ class WebSocket(ConnectionView):
         now waiting to reach this peer, by which the caller can judge it too
         slow. Written at the end of this loop iteration, with whatever else
         was queued for this peer in it."""
-        core = self._core
-        if core.state is not State.OPEN:
-            raise self._closed_error()
-        size = core.send_prepared(message)
+        driver = self._driver
+        size = driver.queue_prepared(message)
         transport = self._transport
-        if self._writing_paused and transport is not None:
+        if driver.writes_blocked and transport is not None:
             # Over the high-water mark the core holds output back; a frame
             # for a broadcast goes to the transport, where it is counted.
-            transport.writelines(core.chunks_to_send())
+            transport.writelines(driver.output()[0])
             return transport.get_write_buffer_size()
         self._flush_soon(size)
         waiting = self._unflushed
@@ -256,49 +230,46 @@ class WebSocket(ConnectionView):
     ) -> None:
         """Send one message made of `fragments` (all str or all bytes), one
         frame each, without holding the whole message in memory."""
+        driver = self._driver
         async with self._send_lock:
             previous: Message | None = None
             async for fragment in _aiter(fragments):
                 if previous is not None:
-                    self._send_fragment(previous, final=False, compress=compress)
-                    if self._writing_paused:
+                    driver.queue_send(previous, final=False, compress=compress)
+                    self._flush()
+                    if driver.writes_blocked:
                         await self._drain()
                 previous = fragment
-            self._send_fragment(
-                b"" if previous is None else previous, final=True, compress=compress
-            )
-        if self._writing_paused:
+            driver.queue_send(b"" if previous is None else previous, final=True, compress=compress)
+            self._flush()
+        if driver.writes_blocked:
             await self._drain()
 
-    def _send_fragment(self, fragment: Message, *, final: bool, compress: bool | None) -> None:
-        if self._core.state is not State.OPEN:
-            raise self._closed_error()
-        if isinstance(fragment, str):
-            self._core.send_text(fragment, final=final, compress=compress)
-        else:
-            self._core.send_bytes(fragment, final=final, compress=compress)
-        self._flush()
-
     async def _drain(self) -> None:
-        while self._writing_paused:
+        driver = self._driver
+        while driver.writes_blocked:
             if self._closed.done():
-                raise self._closed_error()
+                raise driver.closed_error()
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
 
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round trip in seconds."""
-        payload = os.urandom(4) if data is None else bytes(data)
-        if payload in self._pings:
-            raise ConcurrencyError("already waiting for a pong to this payload")
-        if self._core.state is not State.OPEN:
-            raise self._closed_error()
-        self._core.send_ping(payload)
-        waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (waiter, self._loop.time())
+        driver = self._driver
+        record = driver.queue_ping(data, self._loop.time())
         self._flush()
-        return await waiter
+        try:
+            while (rtt := driver.ping_result(record)) is None:
+                if self._pong_waiter is None:
+                    self._pong_waiter = self._loop.create_future()
+                await asyncio.shield(self._pong_waiter)
+        except asyncio.CancelledError:
+            driver.forget_ping(record)
+            raise
+        return rtt
+
+    # -- closing -------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake (if not started) and wait for the end.
@@ -309,44 +280,43 @@ class WebSocket(ConnectionView):
         await asyncio.shield(self._closed)
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        if self._core.state is State.OPEN:
-            self._local_close = (code, reason)
-            self._core.close(code, reason)
+        """Start the close handshake without waiting for anything."""
+        step = self._driver.start_close(code, reason)
+        if step is CloseStep.FLUSH:
             self._flush()
-        elif self._core.state is State.CONNECTING and self._transport is not None:
-            self._transport.close()
+        elif step is CloseStep.ABORT:
+            self._abort()
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
 
-    # -- driving the core ----------------------------------------------------
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- driving the driver --------------------------------------------------
 
     def _flush(self) -> None:
         """Write what the core queued, close if it says so, re-arm the timer."""
         self._flush_scheduled = False
         self._unflushed = 0
-        core = self._core
+        driver = self._driver
         transport = self._transport
         if transport is None:
-            core.chunks_to_send()  # nowhere to write: drop
+            driver.output()  # nowhere to write: drop
             return
-        if not self._writing_paused or core.should_close_transport:
-            chunks = core.chunks_to_send()
+        if not driver.writes_blocked or driver.core.should_close_transport:
+            chunks, close = driver.output()
             if chunks:
                 transport.writelines(chunks)
-        elif core.unsent_pong_bytes > self._settings.write_limit and not self._pong_paused:
-            # Over write_limit, output waits in the core; a peer that keeps
-            # pinging without reading would grow it, so stop reading it.
-            self._pong_paused = True
-            transport.pause_reading()
-        if core.should_close_transport and not self._closing:
-            self._closing = True
-            self._transport_closing()
-            transport.close()
-            # close() waits for the buffer to drain; a peer that stopped
-            # reading would keep the connection forever.
-            self._loop.call_later(self._settings.close_timeout or 10.0, transport.abort)
-        deadline = core.next_deadline(self._loop.time())
+            if close:
+                transport.close()
+                # close() waits for the buffer to drain; a peer that stopped
+                # reading would keep the connection forever.
+                self._loop.call_later(self._settings.final_write_bound, transport.abort)
+        elif driver.pong_backlog:
+            self._steer_reading()  # output waits in the core: stop reading
+        deadline = driver.deadline(self._loop.time())
         if deadline != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
@@ -356,71 +326,36 @@ class WebSocket(ConnectionView):
     def _on_timer(self) -> None:
         due = self._timer_at or 0.0
         self._timer = self._timer_at = None
-        self._process(self._core.handle_timeout(max(self._loop.time(), due)))
+        self._wake(self._driver.timer(max(self._loop.time(), due)))
         self._flush()
 
-    def _process(self, events: list[Event]) -> None:
-        fragments = self._fragments
-        for event in events:
-            kind = type(event)
-            if kind is TextFragment or kind is BytesFragment:
-                fragments.append(event)  # type: ignore[arg-type]
-            elif kind is Pong:
-                self._pong(event.payload)  # type: ignore[union-attr]
-            elif kind is CloseReceived or kind is ConnectionFailed:
-                self._wake_receiver()
-            elif kind is HandshakeRequest:
-                self._handshake_request(event)  # type: ignore[arg-type]
-            elif kind is HttpRequest:
-                assert self._server is not None
-                assert isinstance(self._core, ServerConnection)
-                answer_http(self._core, event, self._settings)  # type: ignore[arg-type]
-            elif kind is HandshakeAccepted:
+    def _wake(self, wake: int) -> None:
+        if wake & Wake.MESSAGES:
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if wake & Wake.PONGS and self._pong_waiter is not None:
+            self._pong_waiter.set_result(None)
+            self._pong_waiter = None
+        if wake & Wake.OPENED and not self._opened.done():
+            outcome = self._driver.outcome
+            if self._driver.opened:
                 self._opened.set_result(None)
-            elif kind is HandshakeRejected:
-                status, body = event.status, event.body  # type: ignore[union-attr]
-                self._opened.set_exception(HandshakeError(status, "server rejected", body))
-            elif kind is HandshakeFailed and not self._opened.done():
-                status, reason = event.status, event.reason  # type: ignore[union-attr]
-                self._opened.set_exception(HandshakeError(status, reason))
-        if fragments:
-            self._wake_receiver()
-            if len(fragments) >= self._settings.max_queue and not self._reading_paused:
-                self._reading_paused = True
-                if self._transport is not None:
-                    self._transport.pause_reading()
+            elif outcome is not None:
+                self._opened.set_exception(outcome)
 
-    def _wake_receiver(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _pong(self, payload: bytes) -> None:
-        if payload not in self._pings:
-            return
-        now = self._loop.time()
-        # A pong answers its ping and every earlier one (RFC 6455 section 5.5.3).
-        while self._pings:
-            key, (waiter, sent) = next(iter(self._pings.items()))
-            del self._pings[key]
-            if not waiter.done():
-                waiter.set_result(now - sent)
-            if key == payload:
-                break
-
-    def _handshake_request(self, request: HandshakeRequest) -> None:
+    def _on_request(self, request: HandshakeRequest) -> list[Event] | None:
+        """The server's policy, asked by the driver; the handler starts here."""
         server = self._server
         assert server is not None
-        assert isinstance(self._core, ServerConnection)
-        self.request = request
-        ip = _ip_of(self.remote_address)
-        if not answer_handshake(self, self._core, request, self._settings, server.admission, ip):
-            return
-        self._opened.set_result(None)
-        self.handler_task = self._loop.create_task(server.run_handler(self))
-        server.handler_tasks.add(self.handler_task)
-        self.handler_task.add_done_callback(server.handler_tasks.discard)
-        self._process(self._core.receive_data(b""))  # frames the client sent early
+        early = answer_handshake(
+            self._driver, request, server.admission, _ip_of(self.remote_address)
+        )
+        if early is not None:
+            task = self.handler_task = self._loop.create_task(server.run_handler(self))
+            server.handler_tasks.add(task)
+            task.add_done_callback(server.handler_tasks.discard)
+        return early
 
     # -- transport callbacks (through _Protocol) -----------------------------
 
@@ -431,47 +366,44 @@ class WebSocket(ConnectionView):
         self._flush()  # the client's request; the open timer on both sides
 
     def _data_received(self, data: bytes) -> None:
-        self._process(self._core.receive_data(data))
+        driver = self._driver
+        wake = driver.received(data, self._loop.time())
+        if wake:
+            self._wake(wake)
+            if not driver.wants_data:
+                self._steer_reading()
         self._flush()
 
     def _eof_received(self) -> None:
-        self._process(self._core.receive_eof())
+        self._wake(self._driver.eof(self._loop.time()))
         self._flush()
 
     def _connection_lost(self, exc: Exception | None) -> None:
-        if self._core.state is not State.CLOSED:
-            self._process(self._core.receive_eof())
+        driver = self._driver
+        driver.output()  # nowhere to write any more
+        wake = driver.transport_lost(self._loop.time())
         if self._timer is not None:
             self._timer.cancel()
         self._timer = None
         self._transport = None
-        if not self._opened.done():
-            self._opened.set_exception(HandshakeError(None, "connection lost during the handshake"))
         if not self._closed.done():
             self._closed.set_result(None)
-        self._wake_receiver()
-        error = self._closed_error()
-        for waiter, _ in self._pings.values():
-            if not waiter.done():
-                waiter.set_exception(error)
-        self._pings.clear()
+        self._wake(wake)
+        driver.writes_blocked = False
         for drain in self._drain_waiters:
             if not drain.done():
                 drain.set_result(None)
-        self._writing_paused = False
         if self._server is not None:
             self._server.forget(self)
 
     def _pause_writing(self) -> None:
-        self._writing_paused = True
+        self._driver.writes_blocked = True
 
     def _resume_writing(self) -> None:
-        self._writing_paused = False
+        self._driver.writes_blocked = False
         self._flush()  # what waited in the core while we were over the limit
-        if self._pong_paused:
-            self._pong_paused = False
-            if not self._reading_paused and self._transport is not None:
-                self._transport.resume_reading()
+        if not self._reading:
+            self._steer_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -542,7 +474,6 @@ class Server:
         self._accept_tasks: set[asyncio.Task[None]] = set()
         self._accept_failures = AcceptFailures(logger)
         self._stopped: asyncio.Future[None] | None = None
-        self._closing = False
         # Handlers outlive their connection's entry in `connections` (a
         # peer that left); close() must still cancel them.
         self.handler_tasks: set[asyncio.Task[None]] = set()
@@ -553,17 +484,13 @@ class Server:
     def forget(self, ws: WebSocket) -> None:
         if ws in self.connections:
             self.connections.discard(ws)
-            ws._transport_closing()
             self.admission.depart()
 
     async def run_handler(self, ws: WebSocket) -> None:
         try:
             await self.handler(ws)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("connection handler failed")
-            await ws.close(1011, "internal error")
+        except Exception as error:
+            await ws.close(*close_after_handler(error))
         else:
             await ws.close()
         finally:
@@ -626,28 +553,27 @@ class Server:
 
     async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection with `code`, wait for them
-        (at most `close_timeout`, then cancel what is left)."""
+        (at most `close_timeout`; None: until they have closed), then drop
+        what is left and cancel the handlers."""
         for task in self._accept_tasks:
             task.cancel()
         for listener in self._listeners:
             listener.close()
-        self._closing = True
         connections = list(self.connections)
         for ws in connections:
             ws.close_nowait(code, reason)
         waits = [asyncio.ensure_future(ws.wait_closed()) for ws in connections]
         handlers = list(self.handler_tasks)
         if waits:
-            await asyncio.wait(waits, timeout=self.settings.close_timeout)
+            await asyncio.wait(waits, timeout=self.settings.shutdown_wait)
             for wait in waits:
                 wait.cancel()
         for ws in connections:
-            if ws._transport is not None:
-                ws._transport.abort()
+            ws._abort()
         for task in handlers:
             task.cancel()
         if handlers:
-            await asyncio.wait(handlers, timeout=self.settings.close_timeout)
+            await asyncio.wait(handlers, timeout=self.settings.final_write_bound)
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -712,13 +638,34 @@ class _CountingProtocol(_Protocol):
         self.server.track(self.ws)
 
 
-async def serve(
-    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
-) -> Server:
-    """Start a server; use as `async with await serve(...)` or call close()."""
-    server = Server(handler, Settings.of(options))
-    await server.start(host, port)
-    return server
+class serve:  # noqa: N801 - used like a function
+    """Start a server: `async with serve(handler, host, port) as server:`
+    (closed on the way out), or `server = await serve(...)` and later
+    `await server.close()`."""
+
+    def __init__(
+        self, handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
+    ) -> None:
+        self.server = Server(handler, Settings.of(options))
+        self.host, self.port = host, port
+
+    async def _start(self) -> Server:
+        await self.server.start(self.host, self.port)
+        return self.server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.server.close()
 
 
 # -- client ------------------------------------------------------------------

@@ -59,7 +59,7 @@ from ._admission import (
     let_in,
     refuse_overloaded,
 )
-from ._common import (
+from ._legacy import (
     READ_SIZE,
     ClientOptions,
     ConcurrencyError,

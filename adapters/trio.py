@@ -47,7 +47,7 @@ from wsproto_core import (
 from wsproto_core.events import Event
 
 from ._admission import AcceptFailures, Admission, let_in
-from ._common import (
+from ._legacy import (
     READ_SIZE,
     ClientOptions,
     ConcurrencyError,

@@ -4,6 +4,8 @@ Bytes in, events out; commands in, bytes out. Nothing here touches a socket
 or a clock: see README.md for the loop an adapter runs around it.
 """
 
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
+
 from .broadcast import PreparedMessage
 from .client import ClientConnection
 from .connection import Connection, ConnectionOptions, State
@@ -58,4 +60,5 @@ __all__ = [
     "TextFragment",
     "TextMessage",
     "WebSocketError",
+    "__version__",
 ]

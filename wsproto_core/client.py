@@ -8,6 +8,7 @@ an application can show the server's error page or follow a redirect.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from typing import Unpack
 
@@ -23,6 +24,15 @@ from .masking import Buffer
 _DEFAULT_REJECTED_BODY_LIMIT = 1 << 20
 
 
+class _Phase(enum.Enum):
+    """The client's side of the opening handshake (the request is queued
+    at construction, so there is no phase before it)."""
+
+    READING_HEAD = "reading the response head"
+    READING_REFUSAL = "reading the body of a response other than 101"
+    DONE = "done"  # opened, refused, or failed
+
+
 class ClientConnection(Connection):
     """A client connection to `host` (the Host header, with port if not default).
 
@@ -30,7 +40,7 @@ class ClientConnection(Connection):
     Takes the keyword options documented on `Connection`.
     """
 
-    __slots__ = ("_body_length", "_buffer", "_offer", "_rejection")
+    __slots__ = ("_body_length", "_buffer", "_offer", "_phase", "_rejection")
 
     def __init__(
         self,
@@ -59,18 +69,20 @@ class ClientConnection(Connection):
             )
         )
         self._buffer = bytearray()
-        self._rejection: ResponseHead | None = None
+        self._phase = _Phase.READING_HEAD
+        self._rejection: ResponseHead | None = None  # the head, while READING_REFUSAL
         self._body_length: int | None = None  # None: the body runs until EOF
 
     def _receive_handshake_data(self, data: Buffer) -> list[Event]:
         events: list[Event] = []
         self._buffer += data
         try:
-            if self._rejection is None:
+            if self._phase is _Phase.READING_HEAD:
                 self._read_head(events)
-            else:
+            else:  # READING_REFUSAL (in DONE the state is no longer CONNECTING)
                 self._read_rejection_body(events, eof=False)
         except HandshakeViolation as violation:
+            self._phase = _Phase.DONE
             self._fail_handshake(violation.status or None, violation.reason, events)
         return events
 
@@ -80,11 +92,13 @@ class ClientConnection(Connection):
             return
         head = parse_response_head(raw, max_header_count=self.max_header_count)
         if head.status != 101:
+            self._phase = _Phase.READING_REFUSAL
             self._rejection = head
             self._body_length = _content_length(head)
             self._read_rejection_body(events, eof=False)
             return
         subprotocol, extensions = check_accept_response(head, self._offer)
+        self._phase = _Phase.DONE
         settings = self.compression_settings
         agreement = None if settings is None else client_agreement(extensions, settings)
         self._open(subprotocol, extensions, agreement)
@@ -105,13 +119,15 @@ class ClientConnection(Connection):
             return
         body = bytes(self._buffer[:wanted])
         self._buffer.clear()
+        self._phase = _Phase.DONE
         self._end(CloseCode.ABNORMAL_CLOSURE, f"server answered HTTP {head.status}")
         events.append(HandshakeRejected(status=head.status, headers=head.headers, body=body))
 
     def _receive_handshake_eof(self, events: list[Event]) -> None:
-        if self._rejection is not None:
+        if self._phase is _Phase.READING_REFUSAL:
             self._read_rejection_body(events, eof=True)
         else:
+            self._phase = _Phase.DONE
             self._fail_handshake(None, "connection closed before the handshake response", events)
 
 

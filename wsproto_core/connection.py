@@ -6,6 +6,36 @@ must send on its own (a Pong, the Close reply, a close frame with an error
 code, a keepalive Ping) goes into that buffer, so an adapter's whole job is:
 feed bytes in, act on events, write `data_to_send()`, close the transport
 when `should_close_transport` says so, and sleep until `next_deadline(now)`.
+
+States and transitions, in one place (the handshake phases of each role are
+in `server.py` and `client.py`; "transport" means: `should_close_transport`
+becomes True, so flush and close it):
+
+    CONNECTING --HandshakeAccepted (client) / accept() (server)--> OPEN
+    CONNECTING --HandshakeRejected, HandshakeFailed, respond(), reject(),
+                 open timer, receive_eof()--> CLOSED + transport
+    OPEN --close()--> CLOSING (close frame queued, close timer started)
+    OPEN --CloseReceived--> CLOSED (close echoed); server: + transport;
+                            client: close timer, transport on EOF or timer
+    OPEN --violation, pong timer, receive_eof()--> CLOSED + transport
+         (ConnectionFailed; a close frame with the code unless it is 1006)
+    OPEN --violation after messages of the same batch, or with
+           `defer_failure`--> OPEN with `failure_pending`
+    OPEN with `failure_pending` --apply_pending_failure(), receive_data(),
+           close(), receive_eof()--> CLOSED + transport (ConnectionFailed)
+    CLOSING --CloseReceived--> CLOSED; server: + transport (client as above)
+    CLOSING --violation, close timer, receive_eof()--> CLOSED + transport
+    CLOSED --receive_eof() (client), close timer (client)--> transport
+
+A held failure (`failure_pending`) is the one state an adapter steers: the
+peer broke the protocol right after messages the application has not
+answered yet, and RFC 6455's strict reading (and the Autobahn testsuite)
+wants those answers written before the close frame. The core holds the
+failure when the same batch carried messages; an adapter whose application
+still holds one (taken, not yet answered) asks for it with
+`receive_data(..., defer_failure=True)`; and it calls
+`apply_pending_failure()` once the application asks for more and there is
+nothing left to give it.
 """
 
 from __future__ import annotations
@@ -211,17 +241,25 @@ class Connection:
     @property
     def failure_pending(self) -> bool:
         """The peer broke the protocol after messages that the last
-        `receive_data` returned; the next `receive_data` call (b"" will do)
-        fails the connection and ignores any new bytes.
-
-        Deferring the failure lets the application act on, and answer, the
-        messages that came before the violation, as a strict reading of RFC
-        6455 (and the Autobahn testsuite) expects: an adapter makes that call
-        when the application asks for the next message. `close()` and
-        `receive_eof()` apply a pending failure first.
+        `receive_data` returned (or with `defer_failure`): see the state
+        table at the top of this module. `apply_pending_failure()` (or any
+        later `receive_data`, whose bytes are then ignored) fails the
+        connection; `close()` and `receive_eof()` apply it first.
         """
         reader = self._reader
         return self._reading_frames and reader is not None and reader.failure is not None
+
+    def apply_pending_failure(self) -> list[Event]:
+        """Fail the connection for a held violation, now that the application
+        has answered the messages before it; [ConnectionFailed], or [] if
+        no failure is pending."""
+        if not self.failure_pending:
+            return []
+        reader = self._reader
+        assert reader is not None
+        events: list[Event] = []
+        self._react_to_frames(reader, events)
+        return events
 
     @property
     def unsent_pong_bytes(self) -> int:
@@ -282,7 +320,7 @@ class Connection:
     def receive_eof(self) -> list[Event]:
         """The transport reached end of file (the peer closed or shut down writing)."""
         if self.failure_pending:
-            return self.receive_data(b"")
+            return self.apply_pending_failure()
         events: list[Event] = []
         if self._state is State.CONNECTING:
             self._receive_handshake_eof(events)
@@ -510,7 +548,7 @@ class Connection:
         if self._state is State.CONNECTING:
             raise LocalProtocolError("the opening handshake is not complete; nothing to close")
         if self.failure_pending:
-            self.receive_data(b"")  # the peer's violation decides the close code
+            self.apply_pending_failure()  # the peer's violation decides the close code
             return
         self._writer.write(Opcode.CLOSE, build_close_payload(code, reason))
         self._state = State.CLOSING

@@ -463,11 +463,6 @@ class FrameReader:
         self._message_size += len(chunk)
         return chunk
 
-    def push_back(self, data: bytes) -> None:
-        """Queue bytes that arrived before the reader existed (the server's
-        early frames); the next `feed` parses them first."""
-        self._tail = data + self._tail
-
     @property
     def in_message(self) -> bool:
         """True while a fragmented or partially received message is open."""

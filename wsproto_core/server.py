@@ -134,9 +134,10 @@ class ServerConnection(Connection):
         *,
         subprotocol: str | None = None,
         extra_headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Complete the handshake. Bytes the client sent early are parsed by
-        the next `receive_data` call (pass b"" to get them at once).
+    ) -> list[Event]:
+        """Complete the handshake; returns the events of the frames the
+        client sent before our answer (a client may send its first message
+        right behind its request), so nothing waits for the next read.
 
         With the `compression` option, the first valid permessage-deflate
         offer is accepted; invalid offers are declined (RFC 7692 section 5)."""
@@ -156,10 +157,7 @@ class ServerConnection(Connection):
         self._buffer.clear()
         self._phase = _Phase.DONE
         self._open(subprotocol, extensions, None if negotiated is None else negotiated[1])
-        if early:
-            reader = self._reader
-            assert reader is not None
-            reader.push_back(early)
+        return self.receive_data(early) if early else []
 
     def reject(
         self,

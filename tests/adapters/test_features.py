@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from adapters import blocking as ws_blocking
-from adapters._common import ConnectionClosedError, HandshakeError, HttpResponse
+from adapters import ConnectionClosedError, HandshakeError, HttpResponse
 
 from .harness import BACKENDS, FLOOD_RESULTS, FLOOD_TARGET, client, running_server
 
@@ -330,7 +330,7 @@ def test_client_keepalive_detects_a_dead_server(client_backend: str) -> None:
 def buffered_output(connection: object) -> int:
     """Bytes a server connection holds for a peer: the core's queue, plus
     the transport's buffer where there is one (asyncio)."""
-    core = connection._core  # type: ignore[attr-defined]
+    core = connection._driver.core  # type: ignore[attr-defined]
     held = sum(len(chunk) for chunk in core._out)
     transport = getattr(connection, "_transport", None)
     if transport is not None:

@@ -24,7 +24,7 @@ from websockets.asyncio.server import serve as websockets_serve
 from websockets.sync.client import connect as websockets_connect
 from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
-from adapters._common import ConnectionClosedError, ConnectionClosedOK
+from adapters import ConnectionClosedError, ConnectionClosedOK
 
 from .harness import BACKENDS, AsyncioThread, client, running_server
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from adapters._common import ConnectionClosedError, ConnectionClosedOK, HandshakeError
+from adapters import ConnectionClosedError, ConnectionClosedOK, HandshakeError
 
 from .harness import BACKENDS, client, running_server
 

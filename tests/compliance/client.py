@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from adapters._common import ConnectionClosed, HandshakeError
+from adapters import ConnectionClosed, HandshakeError
 
 MAX_SIZE = 64 << 20  # case 9.x sends messages of up to 16 MiB
 

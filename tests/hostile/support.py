@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import blocking
-from adapters._common import ConnectionClosed, HandshakeError
+from adapters import ConnectionClosed, HandshakeError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ROOT = Path(os.environ.get("HOSTILE_SOURCE_ROOT") or REPO_ROOT).resolve()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters._common import ConnectionClosed
+from adapters import ConnectionClosed
 
 from .support import (
     BACKENDS,

@@ -461,7 +461,10 @@ def test_defer_failure_holds_a_violation_for_the_next_call() -> None:
     assert server.receive_data(frame(0x3, b""), defer_failure=True) == []
     assert server.failure_pending
     server.send_text("Hello")
-    assert server.receive_data(b"") == [ConnectionFailed(code=1002, reason="reserved opcode 0x3")]
+    assert server.apply_pending_failure() == [
+        ConnectionFailed(code=1002, reason="reserved opcode 0x3")
+    ]
+    assert server.apply_pending_failure() == []
     assert server.data_to_send().startswith(b"\x81\x05Hello\x88")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from wsproto_core import (
+    ConnectionFailed,
     HandshakeFailed,
     HandshakeRequest,
     HttpRequest,
@@ -201,12 +202,26 @@ def test_reject_needs_a_final_status(status: int) -> None:
         server.reject(status)
 
 
-def test_early_frames_are_parsed_after_accept() -> None:
+def test_accept_returns_the_events_of_early_frames() -> None:
     server = ServerConnection()
     [request] = server.receive_data(upgrade_request() + frame(0x1, b"early"))
     assert isinstance(request, HandshakeRequest)
-    server.accept()
-    assert server.receive_data(b"") == [TextMessage(data="early")]
+    assert server.accept() == [TextMessage(data="early")]
+    assert server.receive_data(b"") == []
+
+
+def test_accept_without_early_frames_returns_nothing() -> None:
+    server = ServerConnection()
+    server.receive_data(upgrade_request())
+    assert server.accept() == []
+
+
+def test_an_early_violation_fails_the_connection_from_accept() -> None:
+    server = ServerConnection()
+    server.receive_data(upgrade_request() + frame(0x3, b""))
+    [failed] = server.accept()
+    assert failed == ConnectionFailed(code=1002, reason="reserved opcode 0x3")
+    assert server.should_close_transport
 
 
 def test_flood_before_the_answer_is_refused() -> None:
@@ -307,8 +322,7 @@ def test_small_data_while_an_answer_is_pending_is_kept() -> None:
     server.receive_data(upgrade_request())
     assert server.receive_data(frame(0x1, b"one")) == []
     assert server.receive_data(frame(0x1, b"two")) == []
-    server.accept()
-    assert server.receive_data(b"") == [TextMessage(data="one"), TextMessage(data="two")]
+    assert server.accept() == [TextMessage(data="one"), TextMessage(data="two")]
 
 
 def test_application_headers_win_over_defaults() -> None:

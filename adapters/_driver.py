@@ -1,0 +1,552 @@
+"""What a connection does between the core and the application, decided
+once for every backend: no awaits, no locks, no sockets, no clock reads.
+
+A backend (blocking threads, asyncio, trio) owns a `Driver` per connection
+and keeps only what is truly its own: how it waits (a future, a
+`trio.Event`, a condition), how it writes (`writelines`, `send_all`,
+`sendall`), its tasks or threads, and its accept loop. Its loop is:
+
+- bytes, end of file, a due timer or a lost transport go in through
+  `received`, `eof`, `timer` and `transport_lost`, which return the
+  `Wake` flags saying which waiters to wake;
+- the application's calls go through `take_message` / `take_fragment`
+  (None: wait for `Wake.MESSAGES`), `queue_send`, `queue_prepared`,
+  `queue_ping` (wait for `Wake.PONGS` until its `rtt` is set) and
+  `start_close`, which raise the adapters' exceptions;
+- `output()` gives the bytes to write and whether to close the transport
+  after them; `deadline(now)` when to call `timer`.
+
+The rules, each in one place below:
+
+- Reading pauses when `max_queue` fragments wait for the application, and
+  resumes once it has taken half of them (`wants_data`), so a peer pays
+  for its flood in round trips, not in our memory. It also pauses while
+  the pongs we owe exceed `write_limit` and the transport takes nothing
+  (`pong_backlog`): a peer that pings without reading would grow them.
+- A violation the peer commits right after messages the application has
+  not answered waits until it asks for more (the core's held failure; see
+  the state table in `wsproto_core.connection`), so those answers go out
+  before the close frame.
+- `send` takes str or any bytes-like object and raises `ConnectionClosed`
+  once the connection is not open (with our own code and reason while our
+  close is under way); a pong answers its ping and every earlier one.
+- Every timeout means the same in every backend; `None` means "no limit"
+  except for the last write after a close: see `Settings.final_write_bound`.
+- A server handler that returns closes with 1000, one that raises with
+  1011 (logged): `close_after_handler`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import assert_never
+
+from wsproto_core import (
+    BytesFragment,
+    BytesMessage,
+    CloseReceived,
+    Connection,
+    ConnectionFailed,
+    HandshakeAccepted,
+    HandshakeFailed,
+    HandshakeRejected,
+    HandshakeRequest,
+    HttpRequest,
+    Ping,
+    Pong,
+    PreparedMessage,
+    ServerConnection,
+    State,
+    TextFragment,
+    TextMessage,
+)
+from wsproto_core.events import Event
+from wsproto_core.frames import CloseCode
+
+from ._admission import Admission
+from ._common import HttpResponse, Settings
+from .errors import ConcurrencyError, ConnectionClosed, HandshakeError, closed_error
+
+logger = logging.getLogger("adapters")
+
+Message = str | bytes
+Fragment = TextFragment | BytesFragment
+
+
+class Wake:
+    """Which waiters an input concerns (flags, or-ed together)."""
+
+    NONE = 0
+    MESSAGES = 1  # recv(): fragments arrived, or the connection's state changed
+    PONGS = 2  # ping(): a pong answered one, or the connection ended
+    ROOM = 4  # the reader: the receive queue has room again
+    OPENED = 8  # the opening handshake: its outcome is known
+    ALL = MESSAGES | PONGS | ROOM | OPENED
+
+
+class CloseStep(enum.Enum):
+    """What a backend does after `start_close`."""
+
+    FLUSH = "flush"  # a close frame is queued: write it
+    ABORT = "abort"  # still in the opening handshake: drop the transport
+    NOTHING = "nothing"  # already closing or closed
+
+
+class PendingPing:
+    """A ping of the application's, waiting for its pong."""
+
+    __slots__ = ("rtt", "sent")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.rtt: float | None = None  # seconds, once answered
+
+
+# Called with the upgrade request; returns the events of the frames that
+# came with it if the request was accepted, None if it was refused.
+RequestPolicy = Callable[[HandshakeRequest], "list[Event] | None"]
+
+
+class Driver:
+    """One connection's policy. Not thread-safe: the blocking backend calls
+    it under its connection lock, the others from their one thread."""
+
+    __slots__ = (
+        "_holding_message",
+        "_on_request",
+        "_read_paused",
+        "_resume_at",
+        "assembly",
+        "closing_transport",
+        "core",
+        "fragments",
+        "gone",
+        "local_close",
+        "max_queue",
+        "on_transport_closing",
+        "opened",
+        "outcome",
+        "pings",
+        "receiving",
+        "request",
+        "settings",
+        "writes_blocked",
+    )
+
+    def __init__(
+        self, core: Connection, settings: Settings, *, on_request: RequestPolicy | None = None
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.max_queue = settings.max_queue
+        self._resume_at = settings.max_queue // 2
+        self._on_request = on_request
+        self.fragments: deque[Fragment] = deque()
+        self.assembly = Reassembly()
+        self.pings: dict[bytes, PendingPing] = {}  # in send order
+        self.receiving = False  # a recv() or recv_streaming() is under way
+        self._holding_message = False  # handed out a fragment, not asked for more yet
+        self._read_paused = False
+        self.writes_blocked = False  # the transport takes nothing more for now
+        self.gone = False  # the transport is closed
+        self.closing_transport = False  # output() said to close it
+        self.local_close: tuple[int, str] | None = None
+        self.request: HandshakeRequest | None = None
+        self.opened = False
+        self.outcome: HandshakeError | None = None
+        # Called once, just before the transport is closed (a server frees
+        # the connection's per-address slot there, before the peer can
+        # come back and find it taken).
+        self.on_transport_closing: Callable[[], None] | None = None
+
+    # -- input from the transport ---------------------------------------------
+
+    def received(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        """Bytes from the peer."""
+        # While the application has messages to take, or holds one it has
+        # not answered, a violation in these bytes waits for it.
+        hold = self._holding_message or bool(self.fragments)
+        return self._dispatch(self.core.receive_data(data, defer_failure=hold), now)
+
+    def eof(self, now: float) -> int:
+        """The peer closed its side (or the transport reported end of file)."""
+        return self._dispatch(self.core.receive_eof(), now)
+
+    def timer(self, now: float) -> int:
+        """The deadline from `deadline()` has come (or passed)."""
+        return self._dispatch(self.core.handle_timeout(now), now)
+
+    def transport_lost(self, now: float) -> int:
+        """The transport is closed, for whatever reason: everyone waiting
+        must look again, and find the connection over."""
+        if self.core.state is not State.CLOSED:
+            self._dispatch(self.core.receive_eof(), now)
+        self.gone = True
+        self.closing_transport = True
+        self._transport_closing()
+        if not self.opened and self.outcome is None:
+            self.outcome = HandshakeError(None, "connection lost during the handshake")
+        return Wake.ALL
+
+    def _dispatch(self, events: list[Event], now: float) -> int:
+        wake = Wake.NONE
+        fragments = self.fragments
+        for event in events:
+            match event:
+                case TextFragment() | BytesFragment():
+                    fragments.append(event)
+                    wake |= Wake.MESSAGES
+                case Pong(payload=payload):
+                    if self._answer_pings(payload, now):
+                        wake |= Wake.PONGS
+                case CloseReceived() | ConnectionFailed():
+                    wake |= Wake.ALL
+                case HandshakeRequest():
+                    self.request = event
+                    early = None if self._on_request is None else self._on_request(event)
+                    if early is not None:
+                        self.opened = True
+                        wake |= Wake.OPENED | self._dispatch(early, now)
+                case HttpRequest():
+                    assert isinstance(self.core, ServerConnection)
+                    answer_http(self.core, event, self.settings)
+                case HandshakeAccepted():
+                    self.opened = True
+                    wake |= Wake.OPENED
+                case HandshakeRejected(status=status, body=body):
+                    self.outcome = HandshakeError(status, "server rejected", body)
+                    wake |= Wake.OPENED
+                case HandshakeFailed(status=status, reason=reason):
+                    self.outcome = HandshakeError(status, reason)
+                    wake |= Wake.OPENED
+                case Ping():
+                    pass  # the core answers it
+                case TextMessage() | BytesMessage():  # pragma: no cover - streaming core
+                    raise AssertionError("the adapters' core delivers fragments")
+                case _:  # pragma: no cover - the union is closed
+                    assert_never(event)
+        if len(fragments) >= self.max_queue:
+            self._read_paused = True
+        return wake
+
+    def _answer_pings(self, payload: bytes, now: float) -> bool:
+        """A pong answers its ping and every earlier one (RFC 6455 section
+        5.5.3); False if no ping of the application's had this payload (an
+        unsolicited pong, or the core's keepalive)."""
+        pings = self.pings
+        if payload not in pings:
+            return False
+        while pings:
+            key = next(iter(pings))
+            record = pings.pop(key)
+            record.rtt = now - record.sent
+            if key == payload:
+                break
+        return True
+
+    # -- reading: when to, and what the application gets -------------------------
+
+    @property
+    def wants_data(self) -> bool:
+        """Whether the transport should be read now (see the module's rules)."""
+        return not self._read_paused and not (self.writes_blocked and self.pong_backlog)
+
+    @property
+    def pong_backlog(self) -> bool:
+        """We owe the peer more pong bytes than `write_limit` and have not
+        written them: a peer pinging without reading. Stop reading it."""
+        return self.core.unsent_pong_bytes > self.settings.write_limit
+
+    def begin_receive(self) -> None:
+        if self.receiving:
+            raise ConcurrencyError("recv() is already running for this connection")
+        self.receiving = True
+
+    def end_receive(self) -> None:
+        self.receiving = False
+
+    def take_fragment(self) -> Fragment | None:
+        """The next fragment, or None if there is none: then write what
+        `has_output` says is owed, raise `closed_error()` if `is_over()`,
+        and otherwise wait for `Wake.MESSAGES`."""
+        self._holding_message = False
+        fragments = self.fragments
+        if not fragments:
+            core = self.core
+            if core.failure_pending:  # the application has answered all it had
+                self._dispatch(core.apply_pending_failure(), 0.0)
+            return None
+        fragment = fragments.popleft()
+        self._holding_message = True
+        if self._read_paused and len(fragments) <= self._resume_at:
+            self._read_paused = False
+        return fragment
+
+    def take_message(self) -> Message | None:
+        """The next whole message, or None (as `take_fragment`). What is
+        joined so far stays in `assembly` if the caller stops waiting."""
+        while (fragment := self.take_fragment()) is not None:
+            message = self.assembly.add(fragment)
+            if message is not None:
+                return message
+        return None
+
+    def take_leftover(self) -> list[Message]:
+        """The parts a cancelled `recv()` joined so far, for
+        `recv_streaming` to hand out first."""
+        parts, self.assembly.parts = self.assembly.parts, []
+        return parts
+
+    # -- the application's commands -----------------------------------------------
+
+    def queue_send(self, message: Message, *, final: bool = True, compress: bool | None) -> int:
+        """Queue a message (or a fragment of one); returns its size, which
+        the backend counts against `write_limit`."""
+        core = self.core
+        if core.state is not State.OPEN:
+            raise self.closed_error()
+        if isinstance(message, str):
+            core.send_text(message, final=final, compress=compress)
+        elif isinstance(message, bytes | bytearray | memoryview):
+            core.send_bytes(message, final=final, compress=compress)
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        return len(message)
+
+    def queue_prepared(self, message: PreparedMessage) -> int:
+        """Queue a message framed once for many connections; its frame's size."""
+        if self.core.state is not State.OPEN:
+            raise self.closed_error()
+        return self.core.send_prepared(message)
+
+    def queue_ping(self, data: bytes | None, now: float) -> PendingPing:
+        """Queue a ping (a random payload unless `data`); wait for `Wake.PONGS`
+        while `ping_result` says None."""
+        payload = os.urandom(4) if data is None else bytes(data)
+        if payload in self.pings:
+            raise ConcurrencyError("already waiting for a pong to this payload")
+        if self.core.state is not State.OPEN:
+            raise self.closed_error()
+        self.core.send_ping(payload)
+        record = self.pings[payload] = PendingPing(now)
+        return record
+
+    def ping_result(self, record: PendingPing) -> float | None:
+        """The round trip of an answered ping, None while it waits; raises
+        `ConnectionClosed` if the connection ended first."""
+        if record.rtt is None and self.is_over():
+            self.forget_ping(record)
+            raise self.closed_error()
+        return record.rtt
+
+    def forget_ping(self, record: PendingPing) -> None:
+        """The application stopped waiting (a timeout, a cancellation)."""
+        for payload, pending in list(self.pings.items()):
+            if pending is record:
+                del self.pings[payload]
+
+    def start_close(self, code: int, reason: str) -> CloseStep:
+        state = self.core.state
+        if state is State.OPEN:
+            self.local_close = (code, reason)
+            self.core.close(code, reason)
+            return CloseStep.FLUSH
+        if state is State.CONNECTING:
+            return CloseStep.ABORT
+        return CloseStep.NOTHING
+
+    # -- output -------------------------------------------------------------------
+
+    @property
+    def has_output(self) -> bool:
+        """Whether `output()` has anything to do."""
+        core = self.core
+        return core.has_data_to_send or (core.should_close_transport and not self.closing_transport)
+
+    def output(self) -> tuple[list[bytes], bool]:
+        """The bytes to write, in order, and whether to close the transport
+        once they are written (True once: the caller closes it)."""
+        core = self.core
+        chunks = core.chunks_to_send()
+        close = core.should_close_transport and not self.closing_transport
+        if close:
+            self.closing_transport = True
+            self._transport_closing()
+        return chunks, close
+
+    def _transport_closing(self) -> None:
+        release, self.on_transport_closing = self.on_transport_closing, None
+        if release is not None:
+            release()
+
+    def deadline(self, now: float) -> float | None:
+        """When to call `timer` next (None: no timer)."""
+        return self.core.next_deadline(now)
+
+    # -- how it ended ---------------------------------------------------------------
+
+    def is_over(self) -> bool:
+        return self.core.state is State.CLOSED or self.gone
+
+    @property
+    def close_code(self) -> int | None:
+        code = self.core.close_code
+        if code is None and self.gone:
+            return CloseCode.ABNORMAL_CLOSURE
+        return code
+
+    def closed_error(self) -> ConnectionClosed:
+        """The exception for "the connection is not open": how it ended, or
+        our own code and reason while our close is under way."""
+        code = self.close_code
+        if code is None and self.local_close is not None:
+            return closed_error(*self.local_close)
+        return closed_error(code, self.core.close_reason)
+
+
+def close_after_handler(error: Exception | None) -> tuple[int, str]:
+    """How a server closes a connection its handler has left: 1000 if it
+    returned or met the connection's end (`ConnectionClosed`), 1011 if it
+    raised anything else (logged here)."""
+    if error is None or isinstance(error, ConnectionClosed):
+        return CloseCode.NORMAL_CLOSURE, ""
+    logger.error("connection handler failed", exc_info=error)
+    return CloseCode.INTERNAL_ERROR, "internal error"
+
+
+class ConnectionView:
+    """The read-only face of a connection, the same in every backend."""
+
+    _driver: Driver
+
+    @property
+    def request(self) -> HandshakeRequest:
+        """The upgrade request this server connection accepted (a server
+        handler always has one; a client connection has none)."""
+        request = self._driver.request
+        if request is None:
+            raise AttributeError("a client connection has no upgrade request")
+        return request
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self._driver.core.subprotocol
+
+    @property
+    def state(self) -> State:
+        return self._driver.core.state
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The extensions in effect, as the server's response spelled them
+        (such as "permessage-deflate; server_max_window_bits=12")."""
+        return tuple(str(extension) for extension in self._driver.core.extensions)
+
+    @property
+    def close_code(self) -> int | None:
+        """How the connection ended: the peer's close code, ours if it
+        failed, 1006 if no close frame was exchanged; None while open."""
+        return self._driver.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._driver.core.close_reason
+
+
+class Reassembly:
+    """Joins the fragments of one message for recv().
+
+    A message in assembly costs about its size however finely the peer cut
+    it: small fragments are merged as they come, pairwise and geometrically,
+    instead of being kept as one object each (some 50 bytes apiece, which
+    a million one-byte fragments turn into 50 MiB). Fragments of at least
+    `SETTLED` characters or bytes are kept as they are and copied once, by
+    the final join. `parts` stays a plain list of str or bytes, which is
+    what a cancelled recv() leaves for recv_streaming to hand out first.
+    """
+
+    __slots__ = ("parts",)
+
+    SETTLED = 16 * 1024
+
+    def __init__(self) -> None:
+        self.parts: list[Message] = []
+
+    def add(self, fragment: Fragment) -> Message | None:
+        """Take one fragment; the whole message once `fragment` is its last."""
+        parts = self.parts
+        if fragment.final and not parts:
+            return fragment.data  # the common case: one fragment, nothing to join
+        parts.append(fragment.data)
+        if not fragment.final:
+            settled = self.SETTLED
+            # A merged byte is copied O(log SETTLED) times at most; a piece
+            # of SETTLED or more is never merged.
+            while (
+                len(parts) > 1
+                and len(parts[-1]) < settled
+                and len(parts[-2]) < settled
+                and len(parts[-2]) <= 2 * len(parts[-1])
+            ):
+                last = parts.pop()
+                parts[-1] += last  # type: ignore[operator]  # all str or all bytes
+            return None
+        self.parts = []
+        if isinstance(fragment, TextFragment):
+            return "".join(parts)  # type: ignore[arg-type]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+
+# -- the server's answers -------------------------------------------------------
+
+
+def answer_handshake(
+    driver: Driver, request: HandshakeRequest, admission: Admission, ip: str
+) -> list[Event] | None:
+    """Accept or reject `request` by the server's policy. Accepted: the
+    events of the frames that came with it, and `ip` counts against
+    `admission` until the transport closes. Refused: None."""
+    core = driver.core
+    assert isinstance(core, ServerConnection)
+    settings = driver.settings
+    origins = settings.origins
+    try:
+        allowed = origins is None or (
+            origins(request) if callable(origins) else request.origin in origins
+        )
+    except Exception:  # the application's check failed: refuse, and say why in the log
+        logger.exception("origin check failed")
+        core.reject(500, body=b"internal server error\n")
+        return None
+    if not allowed:
+        core.reject(403, body=b"origin not allowed\n")
+        return None
+    crowded = admission.admit(ip)
+    if crowded is not None:
+        core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
+        return None
+    driver.on_transport_closing = lambda: admission.release(ip)
+    chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
+    return core.accept(subprotocol=chosen)
+
+
+def answer_http(core: ServerConnection, request: HttpRequest, settings: Settings) -> None:
+    """Answer a plain HTTP request with the application's hook, or 426."""
+    response: HttpResponse
+    if settings.http_handler is None:
+        response = HttpResponse(
+            status=426,
+            headers=[("Upgrade", "websocket"), ("Content-Type", "text/plain")],
+            body=b"this is a WebSocket endpoint\n",
+        )
+    else:
+        try:
+            response = settings.http_handler(request)
+        except Exception:  # the hook's bug must not kill the server
+            logger.exception("http_handler failed")
+            response = HttpResponse(status=500, body=b"internal server error\n")
+    core.respond(response.status, headers=response.headers, body=response.body)
