@@ -106,9 +106,9 @@ class PendingPing:
         self.rtt: float | None = None  # seconds, once answered
 
 
-# Called with the upgrade request; returns the events of the frames that
-# came with it if the request was accepted, None if it was refused.
-RequestPolicy = Callable[[HandshakeRequest], "list[Event] | None"]
+# A server's answer to an upgrade request (see `answer_handshake`): the
+# events of the frames that came with it if accepted, None if refused.
+RequestPolicy = Callable[["Driver", HandshakeRequest], "list[Event] | None"]
 
 
 class Driver:
@@ -207,7 +207,8 @@ class Driver:
                     wake |= Wake.ALL
                 case HandshakeRequest():
                     self.request = event
-                    early = None if self._on_request is None else self._on_request(event)
+                    policy = self._on_request
+                    early = None if policy is None else policy(self, event)
                     if early is not None:
                         self.opened = True
                         wake |= Wake.OPENED | self._dispatch(early, now)

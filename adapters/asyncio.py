@@ -152,6 +152,8 @@ class WebSocket(ConnectionView):
             self._flush()
         if driver.is_over():
             raise driver.closed_error()
+        if not self._reading:  # what was taken may have made room
+            self._steer_reading()
         waiter = self._recv_waiter = self._loop.create_future()
         try:
             await waiter
@@ -344,13 +346,11 @@ class WebSocket(ConnectionView):
             elif outcome is not None:
                 self._opened.set_exception(outcome)
 
-    def _on_request(self, request: HandshakeRequest) -> list[Event] | None:
+    def _on_request(self, driver: Driver, request: HandshakeRequest) -> list[Event] | None:
         """The server's policy, asked by the driver; the handler starts here."""
         server = self._server
         assert server is not None
-        early = answer_handshake(
-            self._driver, request, server.admission, _ip_of(self.remote_address)
-        )
+        early = answer_handshake(driver, request, server.admission, _ip_of(self.remote_address))
         if early is not None:
             task = self.handler_task = self._loop.create_task(server.run_handler(self))
             server.handler_tasks.add(task)

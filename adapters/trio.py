@@ -18,139 +18,133 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import socket
 import ssl as ssl_module
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Unpack
 
 import trio
 
-from wsproto_core import (
-    BytesFragment,
-    CloseReceived,
-    Connection,
-    ConnectionFailed,
-    HandshakeAccepted,
-    HandshakeFailed,
-    HandshakeRejected,
-    HandshakeRequest,
-    HttpRequest,
-    Pong,
-    PreparedMessage,
-    ServerConnection,
-    State,
-    TextFragment,
-)
-from wsproto_core.events import Event
+from wsproto_core import Connection, PreparedMessage, State
 
 from ._admission import AcceptFailures, Admission, let_in
-from ._legacy import (
-    READ_SIZE,
-    ClientOptions,
+from ._common import READ_SIZE, ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._driver import (
+    CloseStep,
+    ConnectionView,
+    Driver,
+    Message,
+    RequestPolicy,
+    Wake,
+    answer_handshake,
+    close_after_handler,
+)
+from .errors import (
     ConcurrencyError,
     ConnectionClosed,
+    ConnectionClosedError,
     ConnectionClosedOK,
-    ConnectionView,
-    Fragment,
     HandshakeError,
-    Message,
-    Reassembly,
-    ServerOptions,
-    Settings,
-    answer_handshake,
-    answer_http,
-    answer_pings,
-    new_client_core,
-    parse_uri,
+    InvalidURI,
+    WebSocketAdapterError,
 )
 
-__all__ = ["Server", "WebSocket", "connect", "serve"]
+__all__ = [  # the exceptions too: each backend module is the whole API
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InvalidURI",
+    "Server",
+    "WebSocket",
+    "WebSocketAdapterError",
+    "connect",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
 class WebSocket(ConnectionView):
-    """One WebSocket connection, either role."""
+    """One WebSocket connection, either role. What it does is decided by
+    its `Driver`; this class waits with `trio.Event`s and writes with
+    `send_all`, from a reader task and a writer task beside the handler."""
 
-    def __init__(self, stream: trio.abc.Stream, core: Connection, settings: Settings) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        core: Connection,
+        settings: Settings,
+        *,
+        on_request: RequestPolicy | None = None,
+    ) -> None:
+        self._driver = Driver(core, settings, on_request=on_request)
         self._stream = stream
-        self._core = core
         self._settings = settings
-        self._fragments: deque[Fragment] = deque()
-        self._assembly = Reassembly()
-        self._arrived = trio.Event()  # set when fragments arrive or the state changes
-        self._room = trio.Event()  # set when recv() makes room in a full queue
-        self._recv_busy = False
+        self._arrived = trio.Event()  # Wake.MESSAGES
+        self._room = trio.Event()  # Wake.ROOM
+        self._pong_arrived = trio.Event()  # Wake.PONGS
         self._send_lock = trio.Lock()  # one writer at a time, bytes in core order
         self._fragment_lock = trio.Lock()  # held while a message goes out in fragments
-        self._pings: dict[bytes, list[float]] = {}
-        self._pong_arrived = trio.Event()
-        self._opened = trio.Event()
         self._closed = trio.Event()
+        self._handshake_scope: trio.CancelScope | None = None
         self._read_scope: trio.CancelScope | None = None
         self._writer_scope: trio.CancelScope | None = None
         self._wake_writer = trio.Event()
         self._unflushed = 0  # bytes sent since the last write
         self._in_flight = 0  # bytes in the write under way
         self._write_cut = False  # a write was cancelled halfway
-        self._local_close: tuple[int, str] | None = None
-        self._outcome: HandshakeError | None = None
-        self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
         socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
         if isinstance(socket_stream, trio.SocketStream):
             with suppress(OSError):
                 self.remote_address = socket_stream.socket.getpeername()
 
-    # -- what the application sees ------------------------------------------
-
-    def _transport_gone(self) -> bool:
-        return self._closed.is_set()
+    # -- receiving -----------------------------------------------------------
 
     async def recv(self) -> Message:
-        if self._recv_busy:
-            raise ConcurrencyError("recv() is already running in another task")
-        self._recv_busy = True
+        """The next whole message: str for text, bytes for binary."""
+        driver = self._driver
+        driver.begin_receive()
         try:
-            while True:
-                message = self._assembly.add(await self._next_fragment())
-                if message is not None:
-                    return message
+            while (message := driver.take_message()) is None:
+                await self._wait_for_messages()
+            self._room.set()
+            return message
         finally:
-            self._recv_busy = False
+            driver.end_receive()
 
     async def recv_streaming(self) -> AsyncIterator[Message]:
-        if self._recv_busy:
-            raise ConcurrencyError("recv() is already running in another task")
-        self._recv_busy = True
+        """Yield the next message in pieces as they arrive."""
+        driver = self._driver
+        driver.begin_receive()
         try:
-            for part in self._assembly.parts:
+            for part in driver.take_leftover():  # left by a cancelled recv()
                 yield part
-            self._assembly.parts = []
             while True:
-                fragment = await self._next_fragment()
+                while (fragment := driver.take_fragment()) is None:
+                    await self._wait_for_messages()
+                self._room.set()
                 yield fragment.data
                 if fragment.final:
                     return
         finally:
-            self._recv_busy = False
+            driver.end_receive()
 
-    async def _next_fragment(self) -> Fragment:
-        while not self._fragments:
-            if self._core.failure_pending:  # the application has had its messages
-                self._process(self._core.receive_data(b""))
-                await self._flush()
-            if self._is_over():
-                raise self._closed_error()
+    async def _wait_for_messages(self) -> None:
+        driver = self._driver
+        if driver.has_output:  # (a held failure, applied now, say)
+            await self._flush()
+            return  # and look again: anything may have come while we wrote
+        if driver.is_over():
+            raise driver.closed_error()
+        self._room.set()  # what was taken may have made room for the reader
+        if self._arrived.is_set():
             self._arrived = trio.Event()
-            await self._arrived.wait()
-        fragment = self._fragments.popleft()
-        self._room.set()
-        return fragment
+        await self._arrived.wait()
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
@@ -161,7 +155,10 @@ class WebSocket(ConnectionView):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
+    # -- sending -------------------------------------------------------------
+
     async def send(self, message: Message, *, compress: bool | None = None) -> None:
+        """Send one message; waits while the peer is not reading."""
         if self._fragment_lock.locked():
             async with self._fragment_lock:
                 await self._send_frame(message, final=True, compress=compress)
@@ -174,6 +171,7 @@ class WebSocket(ConnectionView):
         *,
         compress: bool | None = None,
     ) -> None:
+        """Send one message made of `fragments` (all str or all bytes)."""
         async with self._fragment_lock:
             previous: Message | None = None
             async for fragment in _aiter(fragments):
@@ -185,16 +183,7 @@ class WebSocket(ConnectionView):
             )
 
     async def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
-        core = self._core
-        if core.state is not State.OPEN:
-            raise self._closed_error()
-        if isinstance(message, str):
-            core.send_text(message, final=final, compress=compress)
-        elif isinstance(message, bytes | bytearray | memoryview):
-            core.send_bytes(message, final=final, compress=compress)
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        self._unflushed += len(message)
+        self._unflushed += self._driver.queue_send(message, final=final, compress=compress)
         if self._writer_scope is None or self._unflushed > self._settings.write_limit:
             await self._flush()  # no writer yet, or backpressure: write and wait
         else:
@@ -208,48 +197,46 @@ class WebSocket(ConnectionView):
         a broadcast must never wait for its slowest peer. The writer task
         sends it. Returns the bytes now waiting to reach this peer, by which
         the caller can judge it too slow."""
-        core = self._core
-        if core.state is not State.OPEN:
-            raise self._closed_error()
-        self._unflushed += core.send_prepared(message)
+        self._unflushed += self._driver.queue_prepared(message)
         if self._writer_scope is not None:
             self._wake_writer.set()
         return self._unflushed + self._in_flight
 
     async def ping(self, data: bytes | None = None) -> float:
-        payload = os.urandom(4) if data is None else bytes(data)
-        if payload in self._pings:
-            raise ConcurrencyError("already waiting for a pong to this payload")
-        if self._core.state is not State.OPEN:
-            raise self._closed_error()
-        self._core.send_ping(payload)
-        record = self._pings[payload] = [trio.current_time()]
-        await self._flush()
-        while len(record) == 1:
-            if self._is_over():
-                self._pings.pop(payload, None)
-                raise self._closed_error()
-            self._pong_arrived = trio.Event()
-            await self._pong_arrived.wait()
-        return record[1]
+        """Send a ping and wait for its pong; returns the round trip in seconds."""
+        driver = self._driver
+        record = driver.queue_ping(data, trio.current_time())
+        try:
+            await self._flush()
+            while (rtt := driver.ping_result(record)) is None:
+                if self._pong_arrived.is_set():
+                    self._pong_arrived = trio.Event()
+                await self._pong_arrived.wait()
+        except BaseException:
+            driver.forget_ping(record)
+            raise
+        return rtt
+
+    # -- closing -------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close and wait for the end (bounded by `close_timeout` in the core)."""
-        await self.close_nowait(code, reason)
+        self.close_nowait(code, reason)
         await self._closed.wait()
 
-    async def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        if self._core.state is State.OPEN:
-            self._local_close = (code, reason)
-            self._core.close(code, reason)
-            await self._flush()
-        elif self._core.state is State.CONNECTING:
-            await self._abort()
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake without waiting for anything: the
+        writer task sends the close frame."""
+        step = self._driver.start_close(code, reason)
+        if step is CloseStep.FLUSH:
+            self._wake_writer.set()
+        elif step is CloseStep.ABORT and self._handshake_scope is not None:
+            self._handshake_scope.cancel()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    # -- driving the core ----------------------------------------------------
+    # -- driving the driver --------------------------------------------------
 
     async def _flush(self, *, wait: bool = True) -> None:
         """Write what the core queued, close if it says so, move the reader's
@@ -264,19 +251,18 @@ class WebSocket(ConnectionView):
         Whatever others queue while we write is written too, and the decision
         to close is taken with the last bytes in hand (no await in between).
         """
-        if (
-            not wait
-            and self._send_lock.locked()
-            and self._core.unsent_pong_bytes <= self._settings.write_limit
-        ):
+        driver = self._driver
+        if not wait and self._send_lock.locked() and not driver.pong_backlog:
             return  # past write_limit of owed pongs, even the reader waits
+        should_close = False
         async with self._send_lock:
             self._unflushed = 0
             while True:
-                data = self._core.data_to_send()
-                should_close = self._core.should_close_transport
-                if not data:
+                chunks, close = driver.output()
+                should_close = should_close or close
+                if not chunks:
                     break
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 self._in_flight, self._unflushed = len(data), 0
                 try:
                     await self._stream.send_all(data)
@@ -292,7 +278,7 @@ class WebSocket(ConnectionView):
             await self._abort()
             return
         if self._read_scope is not None:
-            deadline = self._core.next_deadline(trio.current_time())
+            deadline = driver.deadline(trio.current_time())
             self._read_scope.deadline = math.inf if deadline is None else deadline
 
     async def _flush_from_reader(self) -> None:
@@ -304,61 +290,42 @@ class WebSocket(ConnectionView):
         Only pongs owed past `write_limit` (a peer pinging without reading)
         make the reader wait to write, and then with the timers running: a
         peer that reads nothing answers no keepalive ping either."""
-        core = self._core
+        driver = self._driver
         if self._writer_scope is None:  # the handshake: nothing large to write
             await self._flush(wait=False)
             return
-        if core.unsent_pong_bytes <= self._settings.write_limit:
-            if core.has_data_to_send or core.should_close_transport:
+        if not driver.pong_backlog:
+            if driver.has_output:
                 self._wake_writer.set()
             return
         while True:
-            deadline = core.next_deadline(trio.current_time())
+            deadline = driver.deadline(trio.current_time())
             with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
                 await self._flush()
             if not waiting.cancelled_caught:
                 return
             # (cancelled in a write, the stream is broken: it ends either way)
-            self._process(core.handle_timeout(trio.current_time()))
-            if core.should_close_transport or self._write_cut:
+            self._wake(driver.timer(trio.current_time()))
+            if driver.core.should_close_transport or self._write_cut:
                 await self._abort()
                 return
 
     async def _abort(self) -> None:
-        self._transport_closing()
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self._stream)
 
-    def _process(self, events: list[Event]) -> None:
-        for event in events:
-            kind = type(event)
-            if kind is TextFragment or kind is BytesFragment:
-                self._fragments.append(event)  # type: ignore[arg-type]
-            elif kind is Pong:
-                self._pong(event.payload)  # type: ignore[union-attr]
-            elif kind is CloseReceived or kind is ConnectionFailed:
-                pass  # waiters look at the state when woken below
-            elif kind is HandshakeRequest:
-                self.request = event  # type: ignore[assignment]
-            elif kind is HttpRequest:
-                answer_http(self._core, event, self._settings)  # type: ignore[arg-type]
-            elif kind is HandshakeAccepted:
-                self._opened.set()
-            elif kind is HandshakeRejected:
-                status, body = event.status, event.body  # type: ignore[union-attr]
-                self._outcome = HandshakeError(status, "server rejected", body)
-            elif kind is HandshakeFailed:
-                status, reason = event.status, event.reason  # type: ignore[union-attr]
-                self._outcome = HandshakeError(status, reason)
-        self._arrived.set()
-
-    def _pong(self, payload: bytes) -> None:
-        if answer_pings(self._pings, payload, trio.current_time()):
+    def _wake(self, wake: int) -> None:
+        if wake & Wake.MESSAGES:
+            self._arrived.set()
+        if wake & Wake.PONGS:
             self._pong_arrived.set()
+        if wake & Wake.ROOM:
+            self._room.set()
 
     async def _read_some(self) -> bool:
         """Read once (or run a due timer); False when the connection is over."""
-        deadline = self._core.next_deadline(trio.current_time())
+        driver = self._driver
+        deadline = driver.deadline(trio.current_time())
         data: bytes | bytearray = b""
         with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._read_scope = scope
@@ -367,14 +334,15 @@ class WebSocket(ConnectionView):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
         self._read_scope = None
+        now = trio.current_time()
         if scope.cancelled_caught:
-            self._process(self._core.handle_timeout(trio.current_time()))
+            self._wake(driver.timer(now))
         elif data:
-            self._process(self._core.receive_data(data))
+            self._wake(driver.received(data, now))
         else:
-            self._process(self._core.receive_eof())
+            self._wake(driver.eof(now))
         await self._flush_from_reader()
-        return not self._core.should_close_transport and bool(data or scope.cancelled_caught)
+        return not driver.core.should_close_transport and bool(data or scope.cancelled_caught)
 
     async def _run_writer(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -390,13 +358,15 @@ class WebSocket(ConnectionView):
         self._writer_scope = None
 
     async def _wait_for_room(self) -> None:
+        """Backpressure: stop reading while the driver says so (timers still run)."""
+        driver = self._driver
         while (
-            len(self._fragments) >= self._settings.max_queue
+            not driver.wants_data
             and not self._closed.is_set()
-            and not self._core.should_close_transport  # (a timer ended it while we waited)
+            and not driver.core.should_close_transport  # (a timer ended it while we waited)
         ):
             self._room = trio.Event()
-            deadline = self._core.next_deadline(trio.current_time())
+            deadline = driver.deadline(trio.current_time())
             # As the read scope: a close started meanwhile moves its deadline.
             with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
                 self._read_scope = scope
@@ -404,47 +374,45 @@ class WebSocket(ConnectionView):
             self._read_scope = None
             if not scope.cancelled_caught:
                 continue
-            self._process(self._core.handle_timeout(trio.current_time()))
+            self._wake(driver.timer(trio.current_time()))
             await self._flush_from_reader()
 
     async def _run_reader(self) -> None:
+        driver = self._driver
         try:
-            while not self._core.should_close_transport:
+            while not driver.core.should_close_transport:
                 await self._wait_for_room()
                 if not await self._read_some():
                     break
         finally:
-            if self._core.state is not State.CLOSED:
-                self._process(self._core.receive_eof())
+            if driver.core.state is not State.CLOSED:
+                self._wake(driver.eof(trio.current_time()))
             # The last flush waits (a sender may hold the lock with our close
-            # reply still to write), but never longer than close_timeout.
+            # reply still to write), but never longer than the final write bound.
             with trio.CancelScope(shield=True) as final:
-                final.deadline = trio.current_time() + (self._settings.close_timeout or 10.0)
+                final.deadline = trio.current_time() + self._settings.final_write_bound
                 await self._flush()
             await self._abort()
             # Only now: cancelled in the middle of a write, the writer would
             # lose bytes it had already taken from the core (a close reply).
             if self._writer_scope is not None:
                 self._writer_scope.cancel()
+            self._wake(driver.transport_lost(trio.current_time()))
             self._closed.set()
-            self._arrived.set()
-            self._pong_arrived.set()
-            self._room.set()
 
-    async def _handshake(self, on_request: Callable[[HandshakeRequest], bool] | None) -> bool:
-        await self._flush()  # the client's request
-        answered = False
-        while self._core.state is State.CONNECTING and not self._core.should_close_transport:
-            if not await self._read_some():
-                break
-            if self.request is not None and on_request is not None and not answered:
-                answered = True
-                if on_request(self.request):
-                    self._opened.set()
-                    self._process(self._core.receive_data(b""))  # early frames
-                await self._flush()
-        if not self._opened.is_set():  # (it may be closed already: that is recv's news)
+    async def _handshake(self) -> bool:
+        """Run the opening handshake; True once open (a server's answer is
+        written by the driver's policy as the request arrives)."""
+        driver = self._driver
+        with trio.CancelScope() as self._handshake_scope:
+            await self._flush()  # the client's request
+            while driver.core.state is State.CONNECTING and not driver.core.should_close_transport:
+                if not await self._read_some():
+                    break
+        self._handshake_scope = None
+        if not driver.opened:  # (it may be closed already: that is recv's news)
             await self._abort()
+            self._wake(driver.transport_lost(trio.current_time()))
             self._closed.set()
             return False
         return True
@@ -466,7 +434,7 @@ def _aiter(items: Iterable[Message] | AsyncIterable[Message]) -> AsyncIterator[M
 
 
 class Server:
-    """A running server; `aclose()` sends 1001 Going Away to every client."""
+    """A running server; `close()` sends 1001 Going Away to every client."""
 
     def __init__(self, handler: Handler, settings: Settings) -> None:
         self.handler = handler
@@ -477,6 +445,7 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()
         self._accept_failures = AcceptFailures(logger)
+        self._stopped = trio.Event()
 
     @property
     def port(self) -> int:
@@ -492,7 +461,7 @@ class Server:
                 try:
                     stream = await listener.accept()
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return  # our own aclose()
+                    return  # our own close()
                 except OSError as error:
                     await trio.sleep(failures.failed(error))
                     continue
@@ -512,18 +481,18 @@ class Server:
             ip = str(address[0])
             if self.settings.ssl is not None:
                 stream = trio.SSLStream(socket_stream, self.settings.ssl, server_side=True)
-            ws = WebSocket(stream, self.settings.new_server_core(), self.settings)
+            admission = self.admission
+            ws = WebSocket(
+                stream,
+                self.settings.new_server_core(),
+                self.settings,
+                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+            )
             ws.remote_address = address
             self.connections.add(ws)
-            core = ws._core
-            assert isinstance(core, ServerConnection)
             opened = False
             with trio.move_on_after(self.settings.open_timeout or math.inf):
-                opened = await ws._handshake(
-                    lambda request: answer_handshake(
-                        ws, core, request, self.settings, self.admission, ip
-                    )
-                )
+                opened = await ws._handshake()
             if opened:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(ws._run_writer)
@@ -535,7 +504,7 @@ class Server:
             logger.exception("connection failed")
         finally:
             if ws is not None:
-                ws._transport_closing()
+                ws._driver.transport_lost(trio.current_time())
                 self.connections.discard(ws)
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -544,29 +513,37 @@ class Server:
     async def _run_handler(self, ws: WebSocket) -> None:
         try:
             await self.handler(ws)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("connection handler failed")
-            await ws.close(1011, "internal error")
+        except Exception as error:
+            await ws.close(*close_after_handler(error))
         else:
             await ws.close()
         await ws.wait_closed()
 
-    async def aclose(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed."""
+        await self._stopped.wait()
+
+    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection with `code`, wait for them
-        (at most `close_timeout`), then cancel what is left."""
+        (at most `close_timeout`; None: until they have closed), then drop
+        what is left."""
         self._accepting.cancel()
         for listener in self.listeners:
             await listener.aclose()
         connections = list(self.connections)
-        with trio.move_on_after(self.settings.close_timeout or math.inf):
+        wait = self.settings.shutdown_wait
+        with trio.move_on_after(math.inf if wait is None else wait):
             for ws in connections:
-                await ws.close_nowait(code, reason)
+                ws.close_nowait(code, reason)
             for ws in connections:
                 await ws.wait_closed()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+        self._stopped.set()
+
+    async def aclose(self) -> None:
+        """`close()` with its defaults, for trio's `AsyncResource` convention."""
+        await self.close()
 
 
 async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListener:
@@ -585,16 +562,13 @@ async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListen
     return trio.SocketListener(sock)
 
 
+@asynccontextmanager
 async def serve(
-    handler: Handler,
-    host: str | None,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-    **options: Unpack[ServerOptions],
-) -> None:
-    """Run a server until cancelled or `aclose()`d; start it with
-    `server = await nursery.start(serve, handler, host, port)`."""
+    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
+) -> AsyncIterator[Server]:
+    """`async with serve(handler, host, port, **options) as server:` runs a
+    server for the body (and closes it on the way out: 1001 to every
+    client); `await server.serve_forever()` waits until it is closed."""
     server = Server(handler, Settings.of(options))
     if server.settings.reuse_port:
         server.listeners = [await _reuse_port_listener(host, port)]
@@ -604,7 +578,11 @@ async def serve(
         server._nursery = nursery
         for listener in server.listeners:
             nursery.start_soon(server._accept_loop, listener)
-        task_status.started(server)
+        try:
+            yield server
+        finally:
+            with trio.CancelScope(shield=True):
+                await server.close()
 
 
 # -- client ------------------------------------------------------------------
@@ -622,11 +600,11 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
             context = settings.ssl or ssl_module.create_default_context()
             stream = trio.SSLStream(stream, context, server_hostname=uri.host)
         ws = WebSocket(stream, new_client_core(uri, settings), settings)
-        opened = await ws._handshake(None)
+        opened = await ws._handshake()
     if opening.cancelled_caught:
         raise HandshakeError(None, "opening handshake timed out")
     if not opened:
-        raise ws._outcome or HandshakeError(None, "connection closed during the handshake")
+        raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(ws._run_writer)

@@ -201,20 +201,21 @@ def running_server(backend: str, **options: Any) -> Iterator[RunningServer]:
         async def trio_handler(ws: ws_trio.WebSocket) -> None:
             await async_handler(ws, trio.sleep)
 
+        async def run_server(task_status: trio.TaskStatus[ws_trio.Server]) -> None:
+            async with ws_trio.serve(trio_handler, "127.0.0.1", 0, **options) as server:
+                task_status.started(server)
+                await server.serve_forever()
+
         async def start() -> ws_trio.Server:
             assert thread.nursery is not None
-            started: ws_trio.Server = await thread.nursery.start(
-                lambda task_status: ws_trio.serve(
-                    trio_handler, "127.0.0.1", 0, task_status=task_status, **options
-                )
-            )
+            started: ws_trio.Server = await thread.nursery.start(run_server)
             return started
 
         server = thread.run(start)
         try:
-            yield RunningServer(backend, server.port, lambda: thread.run(server.aclose), server)
+            yield RunningServer(backend, server.port, lambda: thread.run(server.close), server)
         finally:
-            thread.run(server.aclose, timeout=20)
+            thread.run(server.close, timeout=20)
             thread.stop()
 
 
