@@ -187,7 +187,7 @@ class Driver:
             self._dispatch(self.core.receive_eof(), now)
         self.gone = True
         self.closing_transport = True
-        self._transport_closing()
+        self.transport_closing()
         if not self.opened and self.outcome is None:
             self.outcome = HandshakeError(None, "connection lost during the handshake")
         return Wake.ALL
@@ -376,10 +376,12 @@ class Driver:
         close = core.should_close_transport and not self.closing_transport
         if close:
             self.closing_transport = True
-            self._transport_closing()
+            self.transport_closing()
         return chunks, close
 
-    def _transport_closing(self) -> None:
+    def transport_closing(self) -> None:
+        """The backend is about to close (or shut down) the transport: free
+        what waits for that, once (see `on_transport_closing`)."""
         release, self.on_transport_closing = self.on_transport_closing, None
         if release is not None:
             release()

@@ -28,29 +28,12 @@ import ssl as ssl_module
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from wsproto_core import (
-    BytesFragment,
-    CloseReceived,
-    Connection,
-    ConnectionFailed,
-    HandshakeAccepted,
-    HandshakeFailed,
-    HandshakeRejected,
-    HandshakeRequest,
-    HttpRequest,
-    Pong,
-    PreparedMessage,
-    ServerConnection,
-    State,
-    TextFragment,
-)
-from wsproto_core.events import Event
+from wsproto_core import Connection, PreparedMessage, State
 
 from ._admission import (
     AcceptFailures,
@@ -59,27 +42,39 @@ from ._admission import (
     let_in,
     refuse_overloaded,
 )
-from ._legacy import (
-    READ_SIZE,
-    ClientOptions,
+from ._common import READ_SIZE, ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._driver import (
+    CloseStep,
+    ConnectionView,
+    Driver,
+    Message,
+    RequestPolicy,
+    answer_handshake,
+    close_after_handler,
+)
+from .errors import (
     ConcurrencyError,
     ConnectionClosed,
+    ConnectionClosedError,
     ConnectionClosedOK,
-    ConnectionView,
-    Fragment,
     HandshakeError,
-    Message,
-    Reassembly,
-    ServerOptions,
-    Settings,
-    answer_handshake,
-    answer_http,
-    answer_pings,
-    new_client_core,
-    parse_uri,
+    InvalidURI,
+    WebSocketAdapterError,
 )
 
-__all__ = ["Server", "WebSocket", "connect", "serve"]
+__all__ = [  # the exceptions too: each backend module is the whole API
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InvalidURI",
+    "Server",
+    "WebSocket",
+    "WebSocketAdapterError",
+    "connect",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 Handler = Callable[["WebSocket"], None]
@@ -208,7 +203,15 @@ os.register_at_fork(after_in_child=_new_housekeeper_in_child)
 class WebSocket(ConnectionView):
     """One WebSocket connection, either role, safe to use from several threads."""
 
-    def __init__(self, sock: socket.socket, core: Connection, settings: Settings) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        core: Connection,
+        settings: Settings,
+        *,
+        on_request: RequestPolicy | None = None,
+    ) -> None:
+        self._driver = Driver(core, settings, on_request=on_request)
         self._sock = sock
         self._core = core
         self._settings = settings
@@ -218,12 +221,7 @@ class WebSocket(ConnectionView):
         # closing (_finish) may happen inside a write that decided to close.
         self._write_lock = threading.RLock()
         self._message_lock = threading.Lock()  # one message at a time, fragments included
-        self._fragments: deque[Fragment] = deque()
-        self._assembly = Reassembly()
-        self._recv_busy = False
-        self._pings: dict[bytes, list[float]] = {}  # payload -> [sent, rtt once answered]
         self._closed = threading.Event()
-        self._local_close: tuple[int, str] | None = None
         self._reader: threading.Thread | None = None
         # TLS only: an SSL socket cannot be written without blocking while
         # the reader blocks on it, so send_prepared's writes have a thread.
@@ -236,74 +234,64 @@ class WebSocket(ConnectionView):
         self._unsent = bytearray()
         self._finishing = False
         self._aborted = False  # the socket was shut down: readers stop waiting
-        self._app_busy = False  # a message was handed out and not yet answered
-        self._accepted = False
-        self._outcome: HandshakeError | None = None
-        self.request: HandshakeRequest | None = None
         self.remote_address: Any = None
         with contextlib.suppress(OSError):
             self.remote_address = sock.getpeername()
 
     # -- what the application sees ------------------------------------------
 
-    def _transport_gone(self) -> bool:
-        return self._closed.is_set()
-
     def recv(self, timeout: float | None = None) -> Message:
         """The next whole message; TimeoutError if none within `timeout` seconds."""
         deadline = None if timeout is None else _now() + timeout
+        driver = self._driver
         with self._lock:
-            if self._recv_busy:
-                raise ConcurrencyError("recv() is already running in another thread")
-            self._recv_busy = True
+            driver.begin_receive()
             try:
-                while True:
-                    message = self._assembly.add(self._next_fragment(deadline))
-                    if message is not None:
-                        return message
+                while (message := driver.take_message()) is None:
+                    self._wait_for_messages(deadline)
+                self._changed.notify_all()  # room for the reader
+                return message
             finally:
-                self._recv_busy = False
+                driver.end_receive()
 
     def recv_streaming(self, timeout: float | None = None) -> Iterator[Message]:
         """Yield the next message in pieces as they arrive."""
         deadline = None if timeout is None else _now() + timeout
+        driver = self._driver
         with self._lock:
-            if self._recv_busy:
-                raise ConcurrencyError("recv() is already running in another thread")
-            self._recv_busy = True
+            driver.begin_receive()
         try:
+            yield from driver.take_leftover()
             while True:
                 with self._lock:
-                    fragment = self._next_fragment(deadline)
+                    while (fragment := driver.take_fragment()) is None:
+                        self._wait_for_messages(deadline)
+                    self._changed.notify_all()  # room for the reader
                 yield fragment.data
                 if fragment.final:
                     return
         finally:
             with self._lock:
-                self._recv_busy = False
+                driver.end_receive()
 
-    def _next_fragment(self, deadline: float | None) -> Fragment:
-        """Pop a fragment; the caller holds the lock."""
-        self._app_busy = False  # back for more: done with what it took before
-        while not self._fragments:
-            if self._core.failure_pending:  # the application has had its messages
-                self._process(self._core.receive_data(b""))
-                self._lock.release()  # writing takes the write lock, then this one
-                try:
-                    with self._writing():
-                        self._write_pending()
-                finally:
-                    self._lock.acquire()
-            if self._is_over():
-                raise self._closed_error()
-            remaining = None if deadline is None else deadline - _now()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError("no message within the timeout")
-            self._changed.wait(remaining)
-        fragment = self._fragments.popleft()
-        self._app_busy = True
-        self._changed.notify_all()  # room for the reader
-        return fragment
+    def _wait_for_messages(self, deadline: float | None) -> None:
+        """Wait for the next fragment (the caller holds the lock and looks again)."""
+        driver = self._driver
+        if driver.has_output:  # (a held failure, applied now, say)
+            self._lock.release()  # writing takes the write lock, then this one
+            try:
+                self._write_soon()
+            finally:
+                self._lock.acquire()
+            if driver.fragments:
+                return
+        if driver.is_over():
+            raise driver.closed_error()
+        remaining = None if deadline is None else deadline - _now()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("no message within the timeout")
+        self._changed.notify_all()  # what was taken may have made room for the reader
+        self._changed.wait(remaining)
 
     def __iter__(self) -> Iterator[Message]:
         while True:
@@ -337,26 +325,16 @@ class WebSocket(ConnectionView):
     def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         # The hot path, so spelled out: one write-lock section, one core-lock
         # section (queue the frame and take the bytes together), one write.
-        core = self._core
+        driver = self._driver
         self._write_lock.acquire()
         try:
             with self._lock:
-                if core.state is not State.OPEN:
-                    raise self._closed_error()
-                if isinstance(message, str):
-                    core.send_text(message, final=final, compress=compress)
-                elif isinstance(message, bytes | bytearray | memoryview):
-                    core.send_bytes(message, final=final, compress=compress)
-                else:
-                    raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-                chunks = core.chunks_to_send()
-                should_close = core.should_close_transport
+                driver.queue_send(message, final=final, compress=compress)
+                chunks, should_close = driver.output()
                 self._backlog = 0  # prepared frames go out with this write
             if self._unsent:
                 chunks.insert(0, bytes(self._unsent))
                 self._unsent.clear()
-            if should_close:
-                self._transport_closing()
             try:
                 for chunk in chunks:
                     self._sock.sendall(chunk)
@@ -377,9 +355,7 @@ class WebSocket(ConnectionView):
         rest is finished by the process's housekeeping thread (`_Housekeeper`),
         so a broadcast to N peers costs no thread per peer."""
         with self._lock:
-            if self._core.state is not State.OPEN:
-                raise self._closed_error()
-            self._backlog += self._core.send_prepared(message)
+            self._backlog += self._driver.queue_prepared(message)
         if isinstance(self._sock, ssl_module.SSLSocket):
             self._wake_tls_writer()
         else:
@@ -390,11 +366,8 @@ class WebSocket(ConnectionView):
         """Send what is owed without blocking (the caller holds the write
         lock); keep the rest for later. True if nothing is left."""
         with self._lock:
-            chunks = self._core.chunks_to_send()
-            should_close = self._core.should_close_transport
+            chunks, should_close = self._driver.output()
             self._backlog = 0
-        if should_close:
-            self._transport_closing()
         unsent = self._unsent
         for chunk in chunks:
             unsent += chunk
@@ -444,7 +417,7 @@ class WebSocket(ConnectionView):
             self._writer = _start_thread(self._run_writer, "ws-writer")
             if self._writer is None:  # out of threads: this connection cannot go on
                 self._abort()
-                raise self._closed_error()
+                raise self._driver.closed_error()
         self._writer_wake.set()
 
     def _run_writer(self) -> None:
@@ -458,28 +431,20 @@ class WebSocket(ConnectionView):
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
-        payload = os.urandom(4) if data is None else bytes(data)
         deadline = None if timeout is None else _now() + timeout
+        driver = self._driver
         with self._writing():
             with self._lock:
-                if payload in self._pings:
-                    raise ConcurrencyError("already waiting for a pong to this payload")
-                if self._core.state is not State.OPEN:
-                    raise self._closed_error()
-                self._core.send_ping(payload)
-                record = self._pings[payload] = [_now()]
+                record = driver.queue_ping(data, _now())
             self._write_pending()
         with self._lock:
-            while len(record) == 1:
-                if self._is_over():
-                    self._pings.pop(payload, None)
-                    raise self._closed_error()
+            while (rtt := driver.ping_result(record)) is None:
                 remaining = None if deadline is None else deadline - _now()
                 if remaining is not None and remaining <= 0:
-                    self._pings.pop(payload, None)
+                    driver.forget_ping(record)
                     raise TimeoutError("no pong within the timeout")
                 self._changed.wait(remaining)
-            return record[1]
+            return rtt
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection and wait (at most `close_timeout`) for the end."""
@@ -495,14 +460,11 @@ class WebSocket(ConnectionView):
         read), the close frame goes out after its write; the core's close
         timer ends the connection if it never does."""
         with self._lock:
-            state = self._core.state
-            if state is State.OPEN:
-                self._local_close = (code, reason)
-                self._core.close(code, reason)
-                deadline = self._core.next_deadline(_now())
-        if state is not State.OPEN:
-            if state is State.CONNECTING:
-                self._abort()  # (not under the lock: _abort may finish up, which takes it)
+            step = self._driver.start_close(code, reason)
+            deadline = self._driver.deadline(_now())
+        if step is CloseStep.ABORT:
+            self._abort()  # (not under the lock: _abort may finish up, which takes it)
+        if step is not CloseStep.FLUSH:
             return
         if deadline is not None:
             _HOUSEKEEPER.wake_at(deadline, self)
@@ -514,7 +476,7 @@ class WebSocket(ConnectionView):
         with self._lock:
             if self._closed.is_set():
                 return
-            self._process(self._core.handle_timeout(_now()))
+            self._wake(self._driver.timer(_now()))
             should_close = self._core.should_close_transport
         self._write_soon()
         if should_close:
@@ -550,14 +512,13 @@ class WebSocket(ConnectionView):
     def _write_pending(self) -> None:
         """Write what the core queued; the caller holds the write lock."""
         with self._lock:
-            chunks = self._core.chunks_to_send()
-            should_close = self._core.should_close_transport
+            # (output() frees the connection's address slot before the last
+            # bytes go out: before the peer can see the end and come back)
+            chunks, should_close = self._driver.output()
             self._in_flight, self._backlog = self._backlog, 0
         if self._unsent:
             chunks.insert(0, bytes(self._unsent))
             self._unsent.clear()
-        if should_close:
-            self._transport_closing()  # before the peer can see the end and come back
         try:
             for chunk in chunks:
                 self._sock.sendall(chunk)
@@ -586,7 +547,7 @@ class WebSocket(ConnectionView):
         for it instead could leave both peers writing and neither reading.
         """
         if not self._write_lock.acquire(blocking=False):
-            if self._core.unsent_pong_bytes <= self._settings.write_limit:
+            if not self._driver.pong_backlog:
                 return
             # Pongs we cannot write keep piling up (a peer pinging without
             # reading): stop reading until the sender's write gets through,
@@ -594,11 +555,11 @@ class WebSocket(ConnectionView):
             # keepalive ping either, and that must end the connection.
             while not self._write_lock.acquire(timeout=self._until_deadline()):
                 with self._lock:
-                    self._process(self._core.handle_timeout(_now()))
+                    self._wake(self._driver.timer(_now()))
                     over = self._core.should_close_transport
                 if over:
                     self._abort()  # the stuck sender's write fails, and it lets go
-                    if not self._write_lock.acquire(timeout=self._settings.close_timeout or 10.0):
+                    if not self._write_lock.acquire(timeout=self._settings.final_write_bound):
                         return
                     break
         self._write_pending()
@@ -607,7 +568,7 @@ class WebSocket(ConnectionView):
     def _until_deadline(self) -> float:
         """Seconds until the core's next timer, -1 (wait for ever) if none."""
         with self._lock:
-            deadline = self._core.next_deadline(_now())
+            deadline = self._driver.deadline(_now())
         return -1 if deadline is None else max(0.0, deadline - _now())
 
     def _release_writer(self) -> None:
@@ -628,7 +589,7 @@ class WebSocket(ConnectionView):
     def _abort(self) -> None:
         """Shut the socket down: a thread blocked in recv or sendall on it
         wakes up, and the reader thread sees it and finishes up."""
-        self._transport_closing()
+        self._driver.transport_closing()
         self._aborted = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
@@ -647,7 +608,7 @@ class WebSocket(ConnectionView):
         # After a clean close, let a sender finish the write it is in (it may
         # carry the close reply the reader left to it), for close_timeout at
         # most. Otherwise nothing owed is left: wake any stuck writer now.
-        wait = (self._settings.close_timeout or 10.0) if clean else 0.0
+        wait = self._settings.final_write_bound if clean else 0.0
         writing = self._write_lock.acquire(timeout=wait)
         if not writing:
             self._discard_unsent()
@@ -656,11 +617,10 @@ class WebSocket(ConnectionView):
             if writing:
                 # The last write may meet a peer that stopped reading: bounded.
                 with contextlib.suppress(OSError):
-                    self._sock.settimeout(self._settings.close_timeout or 10.0)
+                    self._sock.settimeout(self._settings.final_write_bound)
                 self._write_pending()
             with self._lock:
-                if self._core.state is not State.CLOSED:
-                    self._process(self._core.receive_eof())
+                self._driver.transport_lost(_now())
                 self._closed.set()
                 self._changed.notify_all()
             self._writer_wake.set()  # let a writer thread end
@@ -669,7 +629,7 @@ class WebSocket(ConnectionView):
                 self._write_lock.release()
         if not clean:
             self._discard_unsent()
-        self._transport_closing()
+        self._driver.transport_closing()
         self._sock.close()
 
     def _discard_unsent(self) -> None:
@@ -681,44 +641,22 @@ class WebSocket(ConnectionView):
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
-    def _process(self, events: list[Event]) -> None:
-        """Act on the core's events; the caller holds the lock."""
-        for event in events:
-            kind = type(event)
-            if kind is TextFragment or kind is BytesFragment:
-                self._fragments.append(event)  # type: ignore[arg-type]
-            elif kind is Pong:
-                self._pong(event.payload)  # type: ignore[union-attr]
-            elif kind is CloseReceived or kind is ConnectionFailed:
-                pass  # the notify below wakes the waiters, who see the state
-            elif kind is HandshakeRequest:
-                self.request = event  # type: ignore[assignment]
-            elif kind is HttpRequest:
-                answer_http(self._core, event, self._settings)  # type: ignore[arg-type]
-            elif kind is HandshakeAccepted:
-                self._accepted = True
-            elif kind is HandshakeRejected:
-                status, body = event.status, event.body  # type: ignore[union-attr]
-                self._outcome = HandshakeError(status, "server rejected", body)
-            elif kind is HandshakeFailed:
-                status, reason = event.status, event.reason  # type: ignore[union-attr]
-                self._outcome = HandshakeError(status, reason)
-        self._changed.notify_all()
-
-    def _pong(self, payload: bytes) -> None:
-        answer_pings(self._pings, payload, _now())  # the notify in _process wakes ping()
+    def _wake(self, wake: int) -> None:
+        """Whoever waits looks again; the caller holds the lock."""
+        if wake:
+            self._changed.notify_all()
 
     def _wait_readable(self, poller: select.poll) -> bool:
         """Sleep until data or the core's next deadline; False on a deadline."""
         with self._lock:
-            deadline = self._core.next_deadline(_now())
+            deadline = self._driver.deadline(_now())
         if isinstance(self._sock, ssl_module.SSLSocket) and self._sock.pending():
             return True
         timeout = None if deadline is None else max(0, math.ceil((deadline - _now()) * 1000))
         if poller.poll(timeout):
             return True
         with self._lock:
-            self._process(self._core.handle_timeout(_now()))
+            self._wake(self._driver.timer(_now()))
         self._flush_from_reader()
         return False
 
@@ -729,14 +667,8 @@ class WebSocket(ConnectionView):
         except (OSError, ssl_module.SSLError):
             data = b""
         with self._lock:
-            if data:
-                # While the application has messages to take, or holds one it
-                # took but has not come back from, a violation waits for it
-                # (applied by _next_fragment once the queue is empty).
-                owed = self._app_busy or bool(self._fragments)
-                self._process(self._core.receive_data(data, defer_failure=owed))
-            else:
-                self._process(self._core.receive_eof())
+            driver = self._driver
+            self._wake(driver.received(data, _now()) if data else driver.eof(_now()))
             done = self._core.should_close_transport or not data
         self._flush_from_reader()
         return not done
@@ -746,18 +678,18 @@ class WebSocket(ConnectionView):
         while True:
             with self._lock:
                 if (
-                    len(self._fragments) < self._settings.max_queue
+                    self._driver.wants_data
                     or self._closed.is_set()
                     or self._aborted
                     or self._core.should_close_transport  # (a timer run by the housekeeper)
                 ):
                     return
-                deadline = self._core.next_deadline(_now())
+                deadline = self._driver.deadline(_now())
                 timeout = None if deadline is None else max(0.0, deadline - _now())
                 if self._changed.wait(timeout):
                     continue
             with self._lock:
-                self._process(self._core.handle_timeout(_now()))
+                self._wake(self._driver.timer(_now()))
             self._flush_from_reader()
             if self._core.should_close_transport:
                 return
@@ -782,25 +714,18 @@ class WebSocket(ConnectionView):
         self._reader = _start_thread(self._run_reader, "ws-reader")
         return self._reader is not None
 
-    def _handshake(self, on_request: Callable[[HandshakeRequest], bool] | None) -> bool:
-        """Run the opening handshake in this thread; True once open."""
+    def _handshake(self) -> bool:
+        """Run the opening handshake in this thread; True once open (a
+        server's answer is written by the driver's policy as the request
+        arrives)."""
         poller = _poller(self._sock)
         with self._writing():
             self._write_pending()  # the client's request
-        answered = False
-        while not self._core.should_close_transport and self._core.state is State.CONNECTING:
-            if not self._wait_readable(poller):
-                continue
-            self._read_once()
-            if self.request is not None and on_request is not None and not answered:
-                answered = True
-                with self._writing():
-                    with self._lock:
-                        if on_request(self.request):
-                            self._accepted = True
-                            self._process(self._core.receive_data(b""))  # early frames
-                    self._write_pending()
-        if not self._accepted or not self._start_reader():
+        core = self._core
+        while not core.should_close_transport and core.state is State.CONNECTING:
+            if self._wait_readable(poller):
+                self._read_once()
+        if not self._driver.opened or not self._start_reader():
             # (it may be closed already: that is recv's news)
             self._abort()
             return False
@@ -811,7 +736,7 @@ class WebSocket(ConnectionView):
 
 
 class Server:
-    """A listening server; `serve_forever()` accepts until `shutdown()`.
+    """A listening server; `serve_forever()` accepts until `close()`.
 
     Each connection costs one descriptor and up to three threads (its
     handler's, a reader, and a writer once `send_prepared` is used), so
@@ -846,7 +771,7 @@ class Server:
         return int(self._listener.getsockname()[1])
 
     def serve_forever(self) -> None:
-        """Accept until `shutdown()`. No failure of one connection, nor a
+        """Accept until `close()`. No failure of one connection, nor a
         lack of descriptors or threads, ends it (see `adapters._admission`)."""
         self._serving = True
         poller = select.poll()
@@ -900,16 +825,16 @@ class Server:
                 sock.settimeout(self.settings.open_timeout)
                 sock = self.settings.ssl.wrap_socket(sock, server_side=True)
                 sock.settimeout(None)
-            ws = WebSocket(sock, self.settings.new_server_core(), self.settings)
+            admission = self.admission
+            ws = WebSocket(
+                sock,
+                self.settings.new_server_core(),
+                self.settings,
+                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+            )
             ws.remote_address = address
             self.connections.add(ws)
-            core = ws._core
-            assert isinstance(core, ServerConnection)
-            if ws._handshake(
-                lambda request: answer_handshake(
-                    ws, core, request, self.settings, self.admission, ip
-                )
-            ):
+            if ws._handshake():
                 self._run_handler(ws)
         except (OSError, ssl_module.SSLError):
             pass  # the peer went away (or was never quite there)
@@ -920,7 +845,7 @@ class Server:
                 self.connections.discard(ws)
                 if not ws._closed.is_set():
                     ws._abort()
-                ws._transport_closing()
+                ws._driver.transport_closing()
             sock.close()
             self.admission.depart()
             self._threads.discard(threading.current_thread())
@@ -928,16 +853,13 @@ class Server:
     def _run_handler(self, ws: WebSocket) -> None:
         try:
             self.handler(ws)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("connection handler failed")
-            ws.close(1011, "internal error")
+        except Exception as error:
+            ws.close(*close_after_handler(error))
         else:
             ws.close()
         ws.wait_closed()
 
-    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
         """Stop accepting, close every connection with `code` and wait for
         them (at most `close_timeout`). Calling it again waits for the first call."""
         with self._shutdown_lock:
@@ -956,12 +878,18 @@ class Server:
         connections = list(self.connections)
         for ws in connections:
             ws.close_nowait(code, reason)
-        deadline = _now() + (self.settings.close_timeout or 0)
+        wait = self.settings.shutdown_wait
+        deadline = None if wait is None else _now() + wait
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - _now())
+
         for ws in connections:
-            if not ws.wait_closed(max(0.0, deadline - _now())):
+            if not ws.wait_closed(remaining()):
                 ws._abort()
         for thread in list(self._threads):
-            thread.join(max(0.0, deadline - _now()) + 1.0)
+            left = remaining()
+            thread.join(None if left is None else left + 1.0)
         self._wakeup_r.close()
         self._wakeup_w.close()
 
@@ -974,7 +902,9 @@ class Server:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.shutdown()
+        self.close()
+
+    shutdown = close  # (transitional: the chat and the echo server still call it)
 
 
 def serve(
@@ -1014,6 +944,6 @@ def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
         sock.close()
         raise
     ws = WebSocket(sock, new_client_core(uri, settings), settings)
-    if not ws._handshake(None):
-        raise ws._outcome or HandshakeError(None, "connection closed during the handshake")
+    if not ws._handshake():
+        raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
     return ws

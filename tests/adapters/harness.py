@@ -179,9 +179,9 @@ def running_server(backend: str, **options: Any) -> Iterator[RunningServer]:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield RunningServer(backend, server.port, server.shutdown, server)
+            yield RunningServer(backend, server.port, server.close, server)
         finally:
-            server.shutdown()
+            server.close()
             thread.join(10)
     elif backend == "asyncio":
         loop = AsyncioThread()

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from adapters import blocking as ws_blocking
 from adapters import ConnectionClosedError, HandshakeError, HttpResponse
+from adapters import blocking as ws_blocking
 
 from .harness import BACKENDS, FLOOD_RESULTS, FLOOD_TARGET, client, running_server
 
@@ -399,7 +399,7 @@ def test_blocking_sockets_have_nagle_off() -> None:
                 assert ws.recv(timeout=10) == "checked"
                 assert ws._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         finally:
-            server.shutdown()
+            server.close()
             thread.join(10)
     assert len(seen) == 1
     assert seen[0]

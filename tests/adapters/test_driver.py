@@ -1,0 +1,428 @@
+"""The connection policy every backend shares (adapters/_driver.py), tested
+with no sockets: bytes in, wake flags and bytes out."""
+
+from __future__ import annotations
+
+import sys
+import tracemalloc
+
+import pytest
+
+from adapters import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, HandshakeError
+from adapters._admission import Admission
+from adapters._common import READ_SIZE, Settings, WebSocketURI, new_client_core
+from adapters._driver import (
+    CloseStep,
+    Driver,
+    Reassembly,
+    Wake,
+    answer_handshake,
+    close_after_handler,
+)
+from wsproto_core import (
+    BytesFragment,
+    ClientConnection,
+    HandshakeRequest,
+    ServerConnection,
+    State,
+    TextFragment,
+)
+
+from ..wsproto_core.wire import frame, one_byte_frames, open_server, upgrade_request
+
+
+def open_driver(**options: object) -> Driver:
+    settings = Settings.of(options)  # type: ignore[arg-type]
+    return Driver(open_server(**settings.core_options()), settings)
+
+
+def server_driver(
+    admission: Admission | None = None, **options: object
+) -> tuple[Driver, Admission]:
+    settings = Settings.of(options)  # type: ignore[arg-type]
+    admission = admission or Admission(None, None)
+    driver = Driver(
+        settings.new_server_core(),
+        settings,
+        on_request=lambda d, request: answer_handshake(d, request, admission, "10.0.0.1"),
+    )
+    return driver, admission
+
+
+def text(data: str, *, fin: bool = True) -> bytes:
+    return frame(0x1, data.encode(), fin=fin)
+
+
+# -- receiving ------------------------------------------------------------------
+
+
+def test_a_message_wakes_the_receiver_and_is_taken_whole() -> None:
+    driver = open_driver()
+    assert driver.received(text("hel", fin=False), 0.0) == Wake.MESSAGES
+    assert driver.take_message() is None  # half a message: wait
+    assert driver.received(frame(0x0, b"lo"), 0.0) == Wake.MESSAGES
+    assert driver.take_message() == "hello"
+    assert driver.take_message() is None
+    assert not driver.is_over()
+
+
+def test_reading_pauses_at_max_queue_and_resumes_at_half() -> None:
+    driver = open_driver(max_queue=4)
+    for n in range(4):
+        assert driver.wants_data, n
+        driver.received(text(str(n)), 0.0)
+    assert not driver.wants_data
+    assert driver.take_message() == "0"
+    assert not driver.wants_data  # 3 left: more than half of 4
+    assert driver.take_message() == "1"
+    assert driver.wants_data  # 2 left: half
+    driver.received(text("4") + text("5"), 0.0)
+    assert not driver.wants_data
+
+
+def test_pongs_owed_past_write_limit_stop_reading_only_while_writes_are_blocked() -> None:
+    driver = open_driver(write_limit=200)
+    driver.received(frame(0x9, b"p" * 125) * 2, 0.0)
+    assert driver.pong_backlog  # 2 pongs of 127 bytes are owed
+    assert driver.wants_data  # the transport takes them: nothing to stop
+    driver.writes_blocked = True
+    assert not driver.wants_data
+    chunks, close = driver.output()
+    assert len(b"".join(chunks)) == 254
+    assert not close
+    assert not driver.pong_backlog
+    assert driver.wants_data
+
+
+def test_a_violation_after_an_unanswered_message_waits_for_the_application() -> None:
+    """The application took a message and has not come back: the peer's
+    violation must not overtake its answer (RFC 6455, Autobahn 5.x)."""
+    driver = open_driver()
+    driver.received(text("first"), 0.0)
+    assert driver.take_message() == "first"  # the application holds it now
+    wake = driver.received(frame(0x3), 0.0)  # reserved opcode
+    assert wake == Wake.NONE
+    assert driver.core.failure_pending
+    driver.queue_send("answer to first", compress=None)
+    answer, close = driver.output()
+    assert not close
+    assert driver.take_message() is None  # asks for more: the failure applies
+    assert driver.is_over()
+    assert driver.has_output
+    chunks, close = driver.output()
+    assert close
+    assert chunks[0][:1] == b"\x88"  # a close frame
+    assert chunks[0][2:4] == (1002).to_bytes(2, "big")
+    assert answer
+    assert driver.close_code == 1002
+    with pytest.raises(ConnectionClosedError):
+        raise driver.closed_error()
+
+
+def test_a_violation_with_nothing_unanswered_fails_at_once() -> None:
+    driver = open_driver()
+    assert driver.received(frame(0x3), 0.0) == Wake.ALL
+    assert driver.is_over()
+    assert driver.close_code == 1002
+
+
+def test_a_violation_behind_queued_messages_waits_for_them() -> None:
+    driver = open_driver()
+    driver.received(text("one"), 0.0)
+    driver.received(frame(0x3), 0.0)  # "one" still queued, untaken
+    assert driver.core.failure_pending
+    assert driver.take_message() == "one"
+    assert driver.take_message() is None
+    assert driver.is_over()
+
+
+def test_concurrent_receivers_are_refused() -> None:
+    driver = open_driver()
+    driver.begin_receive()
+    with pytest.raises(ConcurrencyError):
+        driver.begin_receive()
+    driver.end_receive()
+    driver.begin_receive()
+
+
+def test_leftover_of_a_cancelled_recv_goes_to_the_next_reader() -> None:
+    driver = open_driver()
+    driver.received(text("ab", fin=False) + frame(0x0, b"cd", fin=False), 0.0)
+    assert driver.take_message() is None  # cancelled here, say
+    assert "".join(driver.take_leftover()) == "abcd"  # type: ignore[arg-type]
+    assert driver.take_leftover() == []
+
+
+# -- sending ----------------------------------------------------------------------
+
+
+def test_send_takes_str_and_bytes_like_and_refuses_the_rest() -> None:
+    driver = open_driver()
+    assert driver.queue_send("é", compress=None) == 1
+    assert driver.queue_send(bytearray(b"ab"), compress=None) == 2
+    assert driver.queue_send(memoryview(b"abc"), compress=None) == 3
+    with pytest.raises(TypeError, match="int"):
+        driver.queue_send(42, compress=None)  # type: ignore[arg-type]
+    chunks, _ = driver.output()
+    assert b"".join(chunks) == b"\x81\x02\xc3\xa9\x82\x02ab\x82\x03abc"
+
+
+def test_send_after_our_close_reports_our_code_then_the_peers() -> None:
+    driver = open_driver()
+    assert driver.start_close(4001, "bye") is CloseStep.FLUSH
+    with pytest.raises(ConnectionClosedError) as ours:
+        driver.queue_send("late", compress=None)
+    assert (ours.value.code, ours.value.reason) == (4001, "bye")
+    assert driver.start_close(1000, "") is CloseStep.NOTHING
+    driver.received(frame(0x8, b"\x03\xe8"), 0.0)
+    with pytest.raises(ConnectionClosedOK) as peers:
+        driver.queue_send("later", compress=None)
+    assert peers.value.code == 1000
+
+
+def test_close_during_the_handshake_drops_the_transport() -> None:
+    driver, _ = server_driver()
+    assert driver.start_close(1000, "") is CloseStep.ABORT
+
+
+# -- pings ------------------------------------------------------------------------
+
+
+def test_a_pong_answers_its_ping_and_every_earlier_one() -> None:
+    driver = open_driver()
+    first = driver.queue_ping(b"a", 1.0)
+    second = driver.queue_ping(b"b", 2.0)
+    third = driver.queue_ping(b"c", 3.0)
+    with pytest.raises(ConcurrencyError):
+        driver.queue_ping(b"c", 3.5)
+    assert driver.received(frame(0xA, b"unknown"), 5.0) == Wake.NONE
+    assert driver.received(frame(0xA, b"b"), 5.0) == Wake.PONGS
+    assert (driver.ping_result(first), driver.ping_result(second)) == (4.0, 3.0)
+    assert driver.ping_result(third) is None  # still waiting
+    assert list(driver.pings) == [b"c"]
+
+
+def test_a_ping_whose_connection_ends_raises_and_is_forgotten() -> None:
+    driver = open_driver()
+    record = driver.queue_ping(None, 0.0)
+    assert len(next(iter(driver.pings))) == 4  # a random payload
+    assert driver.transport_lost(1.0) == Wake.ALL
+    with pytest.raises(ConnectionClosedError) as ended:
+        driver.ping_result(record)
+    assert ended.value.code == 1006
+    assert not driver.pings
+
+
+def test_a_cancelled_ping_is_forgotten() -> None:
+    driver = open_driver()
+    record = driver.queue_ping(b"x", 0.0)
+    driver.forget_ping(record)
+    assert driver.received(frame(0xA, b"x"), 1.0) == Wake.NONE
+
+
+# -- handshakes -------------------------------------------------------------------
+
+
+def test_the_server_policy_accepts_and_early_frames_are_delivered() -> None:
+    admission = Admission(None, 1)
+    driver, _ = server_driver(admission)
+    wake = driver.received(upgrade_request() + text("early"), 0.0)
+    assert wake & Wake.OPENED
+    assert wake & Wake.MESSAGES
+    assert driver.opened
+    assert driver.request is not None
+    assert driver.take_message() == "early"
+    assert admission.admit("10.0.0.1") is not None  # the one slot is taken
+    driver.transport_lost(1.0)  # frees it
+    assert admission.admit("10.0.0.1") is None
+
+
+def test_origins_refused_and_a_failing_origin_check() -> None:
+    driver, _ = server_driver(origins=["http://good.example"])
+    driver.received(upgrade_request(), 0.0)
+    assert not driver.opened
+    chunks, close = driver.output()
+    assert b"".join(chunks).startswith(b"HTTP/1.1 403")
+    assert close
+
+    def broken(request: HandshakeRequest) -> bool:
+        raise RuntimeError("bug in the check")
+
+    driver, _ = server_driver(origins=broken)
+    driver.received(upgrade_request(), 0.0)
+    assert b"".join(driver.output()[0]).startswith(b"HTTP/1.1 500")
+
+
+def test_a_plain_http_request_gets_426_without_a_handler() -> None:
+    driver, _ = server_driver()
+    driver.received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    assert b"".join(driver.output()[0]).startswith(b"HTTP/1.1 426")
+
+
+def client_driver() -> tuple[Driver, ClientConnection]:
+    settings = Settings()
+    core = new_client_core(WebSocketURI(False, "server.example.com", 80, "/chat"), settings)
+    return Driver(core, settings), core
+
+
+def answer(core: ClientConnection, status: int = 101) -> bytes:
+    server = ServerConnection()
+    server.receive_data(core.data_to_send())
+    if status == 101:
+        server.accept()
+    else:
+        server.reject(status, body=b"go away")
+    return server.data_to_send()
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "reason"),
+    [
+        (None, 403, "server rejected"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 101, "upgrade header"),
+    ],
+)
+def test_handshake_outcomes_become_handshake_errors(
+    response: bytes | None, status: int | None, reason: str
+) -> None:
+    driver, core = client_driver()
+    wake = driver.received(response or answer(core, 403), 0.0)
+    assert wake == Wake.OPENED
+    assert not driver.opened
+    assert isinstance(driver.outcome, HandshakeError)
+    assert driver.outcome.status == status
+    assert reason in str(driver.outcome).lower()
+
+
+def test_a_client_that_opens_reports_it_and_a_lost_handshake_is_an_error() -> None:
+    driver, core = client_driver()
+    assert driver.received(answer(core), 0.0) == Wake.OPENED
+    assert driver.opened
+    driver, _ = client_driver()
+    driver.transport_lost(0.0)
+    assert isinstance(driver.outcome, HandshakeError)
+    assert "closed before the handshake" in str(driver.outcome)
+
+
+# -- output, time and the end -------------------------------------------------------
+
+
+def test_output_says_close_once_and_frees_the_slot_first() -> None:
+    driver = open_driver()
+    freed: list[bool] = []
+    driver.on_transport_closing = lambda: freed.append(True)
+    driver.received(frame(0x8, b"\x03\xe8"), 0.0)  # the peer closes: server echoes, closes TCP
+    chunks, close = driver.output()
+    assert chunks == [b"\x88\x02\x03\xe8"]
+    assert close
+    assert freed == [True]
+    assert driver.output() == ([], False)
+    assert not driver.has_output
+    driver.transport_lost(0.0)
+    assert freed == [True]
+
+
+def test_the_keepalive_fails_a_silent_peer_through_the_timer() -> None:
+    driver = open_driver(ping_interval=1.0, ping_timeout=1.0)
+    assert driver.deadline(0.0) == 1.0
+    assert driver.timer(1.0) == Wake.NONE  # a keepalive ping goes out
+    assert driver.output()[0][0][:1] == b"\x89"
+    assert driver.timer(2.5) == Wake.ALL
+    assert driver.close_code == 1011
+
+
+def test_a_lost_transport_is_1006_for_everyone_waiting() -> None:
+    driver = open_driver()
+    assert driver.transport_lost(0.0) == Wake.ALL
+    assert driver.is_over()
+    assert driver.close_code == 1006
+    assert driver.take_message() is None
+    with pytest.raises(ConnectionClosedError):
+        raise driver.closed_error()
+    assert driver.core.state is State.CLOSED
+
+
+def test_how_a_server_closes_after_its_handler() -> None:
+    assert close_after_handler(None) == (1000, "")
+    assert close_after_handler(ConnectionClosedOK(1000, "")) == (1000, "")
+    assert close_after_handler(RuntimeError("bug")) == (1011, "internal error")
+
+
+# -- reassembly -------------------------------------------------------------------
+
+
+def test_reassembly_joins_fragments_of_either_kind() -> None:
+    assembly = Reassembly()
+    assert assembly.add(TextFragment(data="whole", final=True)) == "whole"
+    assert assembly.add(TextFragment(data="a", final=False)) is None
+    assert assembly.add(TextFragment(data="b", final=True)) == "ab"
+    assert assembly.add(BytesFragment(data=b"x", final=False)) is None
+    assert assembly.add(BytesFragment(data=b"y", final=True)) == b"xy"
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [BytesFragment(data=b"\xff", final=False), TextFragment(data="€", final=False)],
+    ids=["bytes", "text"],
+)
+def test_reassembly_of_a_million_tiny_fragments_costs_about_the_message_size(
+    fragment: BytesFragment | TextFragment,
+) -> None:
+    """What a peer sending one byte per read would hand recv() if the core
+    did not coalesce: 2**20 one-character fragments. Without merging, the
+    list alone would take 8 MiB. tracemalloc's peak, not time, is checked."""
+    count = 1 << 20
+    assembly = Reassembly()
+    tracemalloc.start()
+    try:
+        for _ in range(count):
+            assembly.add(fragment)
+        # Merged pieces of SETTLED or more, and a short tail of smaller ones.
+        assert len(assembly.parts) <= count // Reassembly.SETTLED + 32
+        if isinstance(fragment, TextFragment):
+            message = assembly.add(TextFragment(data=fragment.data, final=True))
+        else:
+            message = assembly.add(BytesFragment(data=fragment.data, final=True))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message == fragment.data * (count + 1)
+    size = sys.getsizeof(message)
+    assert peak < 3 * size + 256 * 1024, f"peak of {peak} bytes for a message of {size}"
+
+
+def test_reassembly_parts_stay_what_recv_streaming_hands_out() -> None:
+    """A cancelled recv() leaves `parts`; the adapters yield them, then
+    reset the list."""
+    assembly = Reassembly()
+    big = b"B" * Reassembly.SETTLED
+    for piece in [b"a", b"bc", big, b"d", b"e", b"f"]:
+        assert assembly.add(BytesFragment(data=piece, final=False)) is None
+    assert all(type(part) is bytes for part in assembly.parts)
+    assert b"".join(assembly.parts) == b"abc" + big + b"def"  # type: ignore[arg-type]
+    assert any(part is big for part in assembly.parts)  # a large piece is never copied early
+    assembly.parts = []
+    assert assembly.add(TextFragment(data="fresh", final=True)) == "fresh"
+
+
+def test_driver_receives_one_byte_fragments_in_about_the_message_size() -> None:
+    """The path every adapter takes: streaming core, 64 KiB reads, recv()."""
+    size = 256 * 1024  # tracing is slow; see tests/wsproto_core/test_fragment_memory.py
+    payload = bytes(range(256)) * (size // 256)
+    data = one_byte_frames(payload, 0x2, masked=True)
+    driver = open_driver(max_queue=1 << 20)
+    reads = [data[i : i + READ_SIZE] for i in range(0, len(data), READ_SIZE)]
+    messages = []
+    tracemalloc.start()
+    try:
+        for read in reads:
+            driver.received(read, 0.0)
+            assert len(driver.fragments) <= 1  # one fragment per read, not one per frame
+            message = driver.take_message()
+            if message is not None:
+                messages.append(message)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert messages == [payload]
+    assert peak < 3 * size + 64 * 1024, f"peak of {peak} bytes for a message of {size}"
