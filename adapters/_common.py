@@ -5,23 +5,28 @@ in `_driver.py`."""
 from __future__ import annotations
 
 import ssl as ssl_module
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 from urllib.parse import urlsplit
 
 from wsproto_core import (
+    BytesFragment,
     ClientConnection,
     HandshakeRequest,
     HttpRequest,
     PerMessageDeflate,
     ServerConnection,
+    TextFragment,
 )
 
 from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURI
 
 # (transitional: old imports of the exceptions from here; see adapters.errors)
 __all__ = ["ConnectionClosed", "ConnectionClosedError", "HandshakeError"]
+
+Message = str | bytes
+Fragment = TextFragment | BytesFragment
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 DEFAULT_COMPRESSION = PerMessageDeflate()  # immutable, so one instance serves all
@@ -181,3 +186,33 @@ def new_client_core(uri: WebSocketURI, settings: Settings) -> ClientConnection:
         extra_headers=settings.extra_headers,
         **settings.core_options(),  # type: ignore[arg-type]
     )
+
+
+# -- messages sent in fragments --------------------------------------------------
+
+
+def mark_final(fragments: Iterable[Message]) -> Iterator[tuple[Message, bool]]:
+    """Each fragment of a message with whether it is the last, looking one
+    ahead; no fragments at all make one empty message."""
+    previous: Message | None = None
+    for fragment in fragments:
+        if previous is not None:
+            yield previous, False
+        previous = fragment
+    yield (b"" if previous is None else previous), True
+
+
+async def amark_final(
+    fragments: Iterable[Message] | AsyncIterable[Message],
+) -> AsyncIterator[tuple[Message, bool]]:
+    """`mark_final` for an iterable or an async iterable."""
+    if not isinstance(fragments, AsyncIterable):
+        for marked in mark_final(fragments):
+            yield marked
+        return
+    previous: Message | None = None
+    async for fragment in fragments:
+        if previous is not None:
+            yield previous, False
+        previous = fragment
+    yield (b"" if previous is None else previous), True

@@ -68,13 +68,10 @@ from wsproto_core.events import Event
 from wsproto_core.frames import CloseCode
 
 from ._admission import Admission
-from ._common import HttpResponse, Settings
+from ._common import Fragment, HttpResponse, Message, Settings
 from .errors import ConcurrencyError, ConnectionClosed, HandshakeError, closed_error
 
 logger = logging.getLogger("adapters")
-
-Message = str | bytes
-Fragment = TextFragment | BytesFragment
 
 
 class Wake:

@@ -20,7 +20,6 @@ import logging
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
-from types import TracebackType
 from typing import Any, Unpack, cast
 
 from wsproto_core import (
@@ -32,16 +31,24 @@ from wsproto_core import (
 from wsproto_core.events import Event
 
 from ._admission import AcceptFailures, Admission, let_in
-from ._common import ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._common import (
+    ClientOptions,
+    Message,
+    ServerOptions,
+    Settings,
+    amark_final,
+    new_client_core,
+    parse_uri,
+)
 from ._driver import (
     CloseStep,
     ConnectionView,
     Driver,
-    Message,
     Wake,
     answer_handshake,
     close_after_handler,
 )
+from ._listening import bind_all
 from .errors import (
     ConcurrencyError,
     ConnectionClosed,
@@ -234,18 +241,11 @@ class WebSocket(ConnectionView):
         frame each, without holding the whole message in memory."""
         driver = self._driver
         async with self._send_lock:
-            previous: Message | None = None
-            async for fragment in _aiter(fragments):
-                if previous is not None:
-                    driver.queue_send(previous, final=False, compress=compress)
-                    self._flush()
-                    if driver.writes_blocked:
-                        await self._drain()
-                previous = fragment
-            driver.queue_send(b"" if previous is None else previous, final=True, compress=compress)
-            self._flush()
-        if driver.writes_blocked:
-            await self._drain()
+            async for fragment, final in amark_final(fragments):
+                driver.queue_send(fragment, final=final, compress=compress)
+                self._flush()
+                if driver.writes_blocked:
+                    await self._drain()
 
     async def _drain(self) -> None:
         driver = self._driver
@@ -440,15 +440,6 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-async def _aiter(items: Iterable[Message] | AsyncIterable[Message]) -> AsyncIterator[Message]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
 def _ip_of(address: Any) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
 
@@ -580,50 +571,15 @@ class Server:
     async def __aenter__(self) -> Server:
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
 async def _listen(host: str | None, port: int, *, reuse_port: bool) -> list[socket.socket]:
-    """Listening sockets for every address `host` names (all interfaces
-    for None or ""), as `loop.create_server` would bind them."""
     infos = await asyncio.get_running_loop().getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
-    listeners: list[socket.socket] = []
-    seen = set()
-    try:
-        for family, kind, proto, _, address in infos:
-            if (family, address) in seen:
-                continue
-            seen.add((family, address))
-            try:
-                sock = socket.socket(family, kind, proto)
-            except OSError:
-                if len(infos) > 1:
-                    continue  # a family this host lacks (IPv6 disabled), as create_server does
-                raise
-            listeners.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(socket.SOMAXCONN)
-            sock.setblocking(False)
-    except OSError:
-        for sock in listeners:
-            sock.close()
-        raise
-    if not listeners:
-        raise OSError(f"could not listen on {host!r} port {port}")
-    return listeners
+    return bind_all(infos, reuse_port=reuse_port)
 
 
 class _CountingProtocol(_Protocol):
@@ -659,12 +615,7 @@ class serve:  # noqa: N801 - used like a function
     async def __aenter__(self) -> Server:
         return await self._start()
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.server.close()
 
 
@@ -709,11 +660,6 @@ class connect:  # noqa: N801 - used like a function: `await connect(url)`
         self.ws = await self._open()
         return self.ws
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self.ws is not None:
             await self.ws.close()

@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from wsproto_core import Connection, PreparedMessage, State
@@ -42,16 +41,25 @@ from ._admission import (
     let_in,
     refuse_overloaded,
 )
-from ._common import READ_SIZE, ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._common import (
+    READ_SIZE,
+    ClientOptions,
+    Message,
+    ServerOptions,
+    Settings,
+    mark_final,
+    new_client_core,
+    parse_uri,
+)
 from ._driver import (
     CloseStep,
     ConnectionView,
     Driver,
-    Message,
     RequestPolicy,
     answer_handshake,
     close_after_handler,
 )
+from ._listening import listen, no_delay
 from .errors import (
     ConcurrencyError,
     ConnectionClosed,
@@ -315,12 +323,8 @@ class WebSocket(ConnectionView):
         lock is only held per frame, so `fragments` may be a generator that
         waits for input (such as `recv_streaming()`)."""
         with self._message_lock:
-            previous: Message | None = None
-            for fragment in fragments:
-                if previous is not None:
-                    self._send_frame(previous, final=False, compress=compress)
-                previous = fragment
-            self._send_frame(b"" if previous is None else previous, final=True, compress=compress)
+            for fragment, final in mark_final(fragments):
+                self._send_frame(fragment, final=final, compress=compress)
 
     def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         # The hot path, so spelled out: one write-lock section, one core-lock
@@ -499,12 +503,7 @@ class WebSocket(ConnectionView):
     def __enter__(self) -> WebSocket:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- driving the core ----------------------------------------------------
@@ -754,10 +753,7 @@ class Server:
         self.admission = Admission(cap, settings.max_connections_per_ip)
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
-        self._listener = socket.create_server(
-            (host or "", port), reuse_port=settings.reuse_port, backlog=socket.SOMAXCONN
-        )
-        self._listener.setblocking(False)
+        self._listeners = listen(host, port, reuse_port=settings.reuse_port)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._stopping = threading.Event()
         self._shutdown_lock = threading.Lock()
@@ -768,23 +764,25 @@ class Server:
 
     @property
     def port(self) -> int:
-        return int(self._listener.getsockname()[1])
+        return int(self._listeners[0].getsockname()[1])
 
     def serve_forever(self) -> None:
         """Accept until `close()`. No failure of one connection, nor a
         lack of descriptors or threads, ends it (see `adapters._admission`)."""
         self._serving = True
         poller = select.poll()
-        poller.register(self._listener, select.POLLIN)
+        listeners = {listener.fileno(): listener for listener in self._listeners}
+        for listener in self._listeners:
+            poller.register(listener, select.POLLIN)
         poller.register(self._wakeup_r, select.POLLIN)
         failures = self._accept_failures
         try:
             while not self._stopping.is_set():
-                ready = poller.poll()
-                if any(fd == self._wakeup_r.fileno() for fd, _ in ready):
+                ready = [fd for fd, _ in poller.poll()]
+                if self._wakeup_r.fileno() in ready:  # close() was called
                     break
                 try:
-                    sock, address = self._listener.accept()
+                    sock, address = listeners[ready[0]].accept()
                     sock.setblocking(True)  # not socket.getdefaulttimeout()'s timeout
                 except (BlockingIOError, InterruptedError):
                     continue
@@ -811,7 +809,8 @@ class Server:
                     continue
                 failures.accepted()
         finally:
-            self._listener.close()
+            for listener in self._listeners:
+                listener.close()
             self._stopped.set()
 
     def _serve_one(self, sock: socket.socket, address: Any) -> None:
@@ -820,7 +819,7 @@ class Server:
         ws: WebSocket | None = None
         try:
             ip = str(address[0])
-            _no_delay(sock)
+            no_delay(sock)
             if self.settings.ssl is not None:
                 sock.settimeout(self.settings.open_timeout)
                 sock = self.settings.ssl.wrap_socket(sock, server_side=True)
@@ -874,7 +873,8 @@ class Server:
             self._wakeup_w.send(b"x")
             self._stopped.wait()
         else:
-            self._listener.close()
+            for listener in self._listeners:
+                listener.close()
         connections = list(self.connections)
         for ws in connections:
             ws.close_nowait(code, reason)
@@ -896,12 +896,7 @@ class Server:
     def __enter__(self) -> Server:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     shutdown = close  # (transitional: the chat and the echo server still call it)
@@ -917,15 +912,6 @@ def serve(
 # -- client ------------------------------------------------------------------
 
 
-def _no_delay(sock: socket.socket) -> None:
-    """Turn off Nagle's algorithm, as asyncio and trio do for their sockets.
-
-    A frame goes out as a header and a payload (two writes, to spare a copy
-    of a large payload); with Nagle on, the payload's last partial segment
-    waits for the peer's delayed ACK, some 40 ms per message."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
     """Open a client connection; raises HandshakeError if refused."""
     uri = parse_uri(url)
@@ -935,7 +921,7 @@ def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
     except TimeoutError:
         raise HandshakeError(None, "opening handshake timed out") from None
     try:
-        _no_delay(sock)
+        no_delay(sock)
         if uri.secure:
             context = settings.ssl or ssl_module.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=uri.host)

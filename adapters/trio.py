@@ -29,17 +29,26 @@ import trio
 from wsproto_core import Connection, PreparedMessage, State
 
 from ._admission import AcceptFailures, Admission, let_in
-from ._common import READ_SIZE, ClientOptions, ServerOptions, Settings, new_client_core, parse_uri
+from ._common import (
+    READ_SIZE,
+    ClientOptions,
+    Message,
+    ServerOptions,
+    Settings,
+    amark_final,
+    new_client_core,
+    parse_uri,
+)
 from ._driver import (
     CloseStep,
     ConnectionView,
     Driver,
-    Message,
     RequestPolicy,
     Wake,
     answer_handshake,
     close_after_handler,
 )
+from ._listening import bind_all
 from .errors import (
     ConcurrencyError,
     ConnectionClosed,
@@ -173,14 +182,8 @@ class WebSocket(ConnectionView):
     ) -> None:
         """Send one message made of `fragments` (all str or all bytes)."""
         async with self._fragment_lock:
-            previous: Message | None = None
-            async for fragment in _aiter(fragments):
-                if previous is not None:
-                    await self._send_frame(previous, final=False, compress=compress)
-                previous = fragment
-            await self._send_frame(
-                b"" if previous is None else previous, final=True, compress=compress
-            )
+            async for fragment, final in amark_final(fragments):
+                await self._send_frame(fragment, final=final, compress=compress)
 
     async def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         self._unflushed += self._driver.queue_send(message, final=final, compress=compress)
@@ -418,18 +421,6 @@ class WebSocket(ConnectionView):
         return True
 
 
-def _aiter(items: Iterable[Message] | AsyncIterable[Message]) -> AsyncIterator[Message]:
-    async def generate() -> AsyncIterator[Message]:
-        if isinstance(items, AsyncIterable):
-            async for item in items:
-                yield item
-        else:
-            for item in items:
-                yield item
-
-    return generate()
-
-
 # -- server ------------------------------------------------------------------
 
 
@@ -546,22 +537,6 @@ class Server:
         await self.close()
 
 
-async def _reuse_port_listener(host: str | None, port: int) -> trio.SocketListener:
-    """One listener with SO_REUSEPORT, which trio.open_tcp_listeners does
-    not offer: each worker process binds the same port."""
-    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        await sock.bind((host or "", port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
-
-
 @asynccontextmanager
 async def serve(
     handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
@@ -570,10 +545,13 @@ async def serve(
     server for the body (and closes it on the way out: 1001 to every
     client); `await server.serve_forever()` waits until it is closed."""
     server = Server(handler, Settings.of(options))
-    if server.settings.reuse_port:
-        server.listeners = [await _reuse_port_listener(host, port)]
-    else:
-        server.listeners = await trio.open_tcp_listeners(port, host=host)
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    server.listeners = [
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        for sock in bind_all(infos, reuse_port=server.settings.reuse_port)
+    ]
     async with trio.open_nursery() as nursery:
         server._nursery = nursery
         for listener in server.listeners:
