@@ -16,7 +16,6 @@ __all__ = [
     "HandshakeError",
     "InvalidURI",
     "WebSocketAdapterError",
-    "closed_error",
 ]
 
 

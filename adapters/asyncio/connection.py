@@ -1,80 +1,43 @@
-"""WebSocket server and client on asyncio, driving wsproto_core.
-
-Built on `asyncio.Protocol` rather than streams: bytes go straight from
-`data_received` into the core, and what the core queues goes out with one
-`writelines`. Backpressure both ways comes from the transport: a full
-receive queue pauses reading, a full write buffer makes `send` wait.
-
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
-
-    async with serve(echo, "127.0.0.1", 8765):
-        ...
+"""One connection on asyncio: the `WebSocket` the application holds and
+the `asyncio.Protocol` that feeds it. What it does is the driver's
+(`adapters._driver`); this module only waits with futures and writes with
+`writelines`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl as ssl_module
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import Any, Unpack, cast
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from wsproto_core import (
-    ClientConnection,
     Connection,
     HandshakeRequest,
     PreparedMessage,
 )
 from wsproto_core.events import Event
 
-from ._admission import AcceptFailures, Admission, let_in
-from ._common import (
-    ClientOptions,
+from .._common import (
     Message,
-    ServerOptions,
     Settings,
     amark_final,
-    new_client_core,
-    parse_uri,
 )
-from ._driver import (
+from .._driver import (
     CloseStep,
     ConnectionView,
     Driver,
     Wake,
     answer_handshake,
-    close_after_handler,
 )
-from ._listening import bind_all
-from .errors import (
-    ConcurrencyError,
-    ConnectionClosed,
-    ConnectionClosedError,
+from ..errors import (
     ConnectionClosedOK,
-    HandshakeError,
-    InvalidURI,
-    WebSocketAdapterError,
 )
 
-__all__ = [  # the exceptions too: each backend module is the whole API
-    "ConcurrencyError",
-    "ConnectionClosed",
-    "ConnectionClosedError",
-    "ConnectionClosedOK",
-    "HandshakeError",
-    "InvalidURI",
-    "Server",
-    "WebSocket",
-    "WebSocketAdapterError",
-    "connect",
-    "serve",
-]
+if TYPE_CHECKING:
+    from .server import Server
 
 logger = logging.getLogger(__name__)
-Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
 class WebSocket(ConnectionView):
@@ -442,224 +405,3 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 def _ip_of(address: Any) -> str:
     return str(address[0]) if isinstance(address, tuple) and address else "unknown"
-
-
-# -- server ------------------------------------------------------------------
-
-
-class Server:
-    """A listening server. `close()` sends 1001 Going Away to every client.
-
-    The accept loop is ours rather than `loop.create_server`'s so that it
-    follows the rules of `adapters._admission` on asyncio and uvloop alike:
-    a lack of descriptors is logged once per episode (asyncio's own loop
-    logs every attempt), and the connections over `max_connections` are
-    answered at once without a protocol or a task."""
-
-    def __init__(self, handler: Handler, settings: Settings) -> None:
-        self.handler = handler
-        self.settings = settings
-        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
-        self.connections: set[WebSocket] = set()
-        self._listeners: list[socket.socket] = []
-        self._accept_tasks: set[asyncio.Task[None]] = set()
-        self._accept_failures = AcceptFailures(logger)
-        self._stopped: asyncio.Future[None] | None = None
-        # Handlers outlive their connection's entry in `connections` (a
-        # peer that left); close() must still cancel them.
-        self.handler_tasks: set[asyncio.Task[None]] = set()
-
-    def track(self, ws: WebSocket) -> None:
-        self.connections.add(ws)
-
-    def forget(self, ws: WebSocket) -> None:
-        if ws in self.connections:
-            self.connections.discard(ws)
-            self.admission.depart()
-
-    async def run_handler(self, ws: WebSocket) -> None:
-        try:
-            await self.handler(ws)
-        except Exception as error:
-            await ws.close(*close_after_handler(error))
-        else:
-            await ws.close()
-        finally:
-            await ws.wait_closed()
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return tuple(self._listeners)
-
-    @property
-    def port(self) -> int:
-        return int(self.sockets[0].getsockname()[1])
-
-    async def start(self, host: str | None, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._stopped = loop.create_future()
-        self._listeners = await _listen(host, port, reuse_port=self.settings.reuse_port)
-        for listener in self._listeners:
-            task = loop.create_task(self._accept_loop(listener))
-            self._accept_tasks.add(task)
-
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        failures = self._accept_failures
-        while True:
-            try:
-                sock, _ = await loop.sock_accept(listener)
-            except OSError as error:
-                if listener.fileno() < 0:
-                    return  # closed by close()
-                await asyncio.sleep(failures.failed(error))
-                continue
-            if not let_in(self.admission, failures, sock.fileno()):
-                sock.close()
-                continue
-            failures.accepted()
-            task = loop.create_task(self._open(sock))
-            self.handler_tasks.add(task)
-            task.add_done_callback(self.handler_tasks.discard)
-
-    async def _open(self, sock: socket.socket) -> None:
-        """Give an accepted socket its transport (and TLS); a failure here
-        is this connection's alone."""
-        ws = WebSocket(self.settings.new_server_core(), self.settings, server=self)
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: _CountingProtocol(ws, self),
-                sock,
-                ssl=self.settings.ssl,
-                ssl_handshake_timeout=self.settings.open_timeout if self.settings.ssl else None,
-            )
-        except Exception:  # TLS failures, a reset during it, a timeout: all alike
-            if ws not in self.connections:  # never made: nothing else will count it out
-                self.admission.depart()
-                sock.close()
-
-    async def serve_forever(self) -> None:
-        assert self._stopped is not None
-        await asyncio.shield(self._stopped)
-
-    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Stop accepting, close every connection with `code`, wait for them
-        (at most `close_timeout`; None: until they have closed), then drop
-        what is left and cancel the handlers."""
-        for task in self._accept_tasks:
-            task.cancel()
-        for listener in self._listeners:
-            listener.close()
-        connections = list(self.connections)
-        for ws in connections:
-            ws.close_nowait(code, reason)
-        waits = [asyncio.ensure_future(ws.wait_closed()) for ws in connections]
-        handlers = list(self.handler_tasks)
-        if waits:
-            await asyncio.wait(waits, timeout=self.settings.shutdown_wait)
-            for wait in waits:
-                wait.cancel()
-        for ws in connections:
-            ws._abort()
-        for task in handlers:
-            task.cancel()
-        if handlers:
-            await asyncio.wait(handlers, timeout=self.settings.final_write_bound)
-        if self._stopped is not None and not self._stopped.done():
-            self._stopped.set_result(None)
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-async def _listen(host: str | None, port: int, *, reuse_port: bool) -> list[socket.socket]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    return bind_all(infos, reuse_port=reuse_port)
-
-
-class _CountingProtocol(_Protocol):
-    """Tracks the connection from the moment its transport is made."""
-
-    def __init__(self, ws: WebSocket, server: Server) -> None:
-        super().__init__(ws)
-        self.server = server
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.server.track(self.ws)
-
-
-class serve:  # noqa: N801 - used like a function
-    """Start a server: `async with serve(handler, host, port) as server:`
-    (closed on the way out), or `server = await serve(...)` and later
-    `await server.close()`."""
-
-    def __init__(
-        self, handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
-    ) -> None:
-        self.server = Server(handler, Settings.of(options))
-        self.host, self.port = host, port
-
-    async def _start(self) -> Server:
-        await self.server.start(self.host, self.port)
-        return self.server
-
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self._start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.server.close()
-
-
-# -- client ------------------------------------------------------------------
-
-
-class connect:  # noqa: N801 - used like a function: `await connect(url)`
-    """Open a client connection: `ws = await connect(url)` or
-    `async with connect(url) as ws:`. Raises HandshakeError if refused."""
-
-    def __init__(self, url: str, **options: Unpack[ClientOptions]) -> None:
-        self.uri = parse_uri(url)
-        self.settings = Settings.of(options)
-        self.ws: WebSocket | None = None
-
-    async def _open(self) -> WebSocket:
-        settings, uri = self.settings, self.uri
-        core: ClientConnection = new_client_core(uri, settings)
-        ws = WebSocket(core, settings)
-        context = settings.ssl
-        if uri.secure and context is None:
-            context = ssl_module.create_default_context()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(settings.open_timeout):
-                await loop.create_connection(
-                    lambda: _Protocol(ws),
-                    uri.host,
-                    uri.port,
-                    ssl=context if uri.secure else None,
-                    server_hostname=uri.host if uri.secure else None,
-                )
-        except TimeoutError:
-            raise HandshakeError(None, "opening handshake timed out") from None
-        await ws._opened
-        return ws
-
-    def __await__(self) -> Generator[Any, None, WebSocket]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> WebSocket:
-        self.ws = await self._open()
-        return self.ws
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.ws is not None:
-            await self.ws.close()

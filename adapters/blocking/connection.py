@@ -1,93 +1,47 @@
-"""WebSocket server and client on plain blocking sockets and threads.
-
-Each connection has a reader thread that feeds the core, answers pings,
-runs the core's timers and queues messages; the application's thread calls
-`recv()` / `send()`. A thread per connection keeps one slow client from
-stalling the others, and `sendall` blocks while the peer is not reading,
-which is the write backpressure.
-
-    def echo(ws):
-        for message in ws:
-            ws.send(message)
-
-    with serve(echo, "127.0.0.1", 8765) as server:
-        server.serve_forever()
+"""One connection on blocking sockets: a reader thread beside the
+application's threads. What it does is the driver's (`adapters._driver`);
+this module only waits with a condition and writes with `sendall`, in
+the lock order written on `WebSocket`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import math
-import os
 import select
 import socket
 import ssl as ssl_module
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, Unpack
+from typing import Any
 
 from wsproto_core import Connection, PreparedMessage, State
 
-from ._admission import (
-    AcceptFailures,
-    Admission,
-    default_connection_cap,
-    let_in,
-    refuse_overloaded,
-)
-from ._common import (
+from .._common import (
     READ_SIZE,
-    ClientOptions,
     Message,
-    ServerOptions,
     Settings,
     mark_final,
-    new_client_core,
-    parse_uri,
 )
-from ._driver import (
+from .._driver import (
     CloseStep,
     ConnectionView,
     Driver,
     RequestPolicy,
-    answer_handshake,
-    close_after_handler,
 )
-from ._listening import listen, no_delay
-from .errors import (
-    ConcurrencyError,
+from ..errors import (
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
-    HandshakeError,
-    InvalidURI,
-    WebSocketAdapterError,
 )
-
-__all__ = [  # the exceptions too: each backend module is the whole API
-    "ConcurrencyError",
-    "ConnectionClosed",
-    "ConnectionClosedError",
-    "ConnectionClosedOK",
-    "HandshakeError",
-    "InvalidURI",
-    "Server",
-    "WebSocket",
-    "WebSocketAdapterError",
-    "connect",
-    "serve",
-]
+from . import housekeeper
+from .housekeeper import _start_thread
 
 logger = logging.getLogger(__name__)
-Handler = Callable[["WebSocket"], None]
 _now = time.monotonic
-_T = TypeVar("_T")
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets
 
 
@@ -97,115 +51,6 @@ def _poller(sock: socket.socket) -> select.poll:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return poller
-
-
-class _Housekeeper:
-    """One thread for the whole process that does what a connection's own
-    threads cannot wait for:
-
-    - finishing the writes that `send_prepared` and `close_nowait` could
-      not complete without blocking: it waits until such sockets can take
-      more and writes again, never blocking either;
-    - the close timer of a close started by another thread: the reader
-      sleeps until the deadline it saw when it went to sleep, which the
-      close moved earlier.
-
-    A thread per connection would do the same at the cost of a thread per
-    peer of every broadcast; this one is started on first use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._new: list[tuple[int, WebSocket]] = []
-        self._timers: list[tuple[float, int, WebSocket]] = []  # a heap
-        self._order = itertools.count()  # (so that the heap never compares sockets)
-        self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-
-    def watch(self, ws: WebSocket) -> None:
-        """Finish writing for `ws` once its socket can take more."""
-        fd = ws._sock.fileno()
-        if fd >= 0:
-            self._submit(ws, lambda: self._new.append((fd, ws)))
-
-    def wake_at(self, when: float, ws: WebSocket) -> None:
-        """Run `ws`'s timers at `when` (on the `_now` clock)."""
-        self._submit(ws, lambda: heapq.heappush(self._timers, (when, next(self._order), ws)))
-
-    def _submit(self, ws: WebSocket, add: Callable[[], None]) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = _start_thread(self._run, "ws-housekeeper")
-                if self._thread is None:  # no thread now: the next call tries again
-                    ws._abort()
-                    return
-            add()
-        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
-            self._wake_w.send(b"\0")
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        watched: dict[int, WebSocket] = {}
-        while True:
-            with self._lock:
-                first = self._timers[0][0] if self._timers else None
-            timeout = None if first is None else max(0, math.ceil((first - _now()) * 1000))
-            for fd, _ in poller.poll(timeout):
-                if fd == self._wake_r.fileno():
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)
-                    with self._lock:
-                        new, self._new = self._new, []
-                    for new_fd, ws in new:
-                        watched[new_fd] = ws  # (a reused descriptor: the newer wins)
-                        poller.register(new_fd, select.POLLOUT)
-                    continue
-                ws_or_none = watched.get(fd)
-                if ws_or_none is None or _guarded(ws_or_none._flush_for_housekeeper, True):
-                    watched.pop(fd, None)
-                    with contextlib.suppress(KeyError, ValueError):
-                        poller.unregister(fd)
-            now = _now()
-            while True:
-                with self._lock:
-                    if not self._timers or self._timers[0][0] > now:
-                        break
-                    _, _, ws = heapq.heappop(self._timers)
-                _guarded(ws._run_timers, None)
-
-
-def _start_thread(target: Callable[[], None], name: str) -> threading.Thread | None:
-    """A daemon thread, started; None if the process cannot start one now
-    (a thread limit is an episode to survive, not an exception to raise)."""
-    thread = threading.Thread(target=target, daemon=True, name=name)
-    try:
-        thread.start()
-    except RuntimeError:  # can't start new thread
-        return None
-    return thread
-
-
-def _guarded(step: Callable[[], _T], fallback: _T) -> _T:
-    """One connection's failure must not end the thread that serves all."""
-    try:
-        return step()
-    except Exception:
-        logger.exception("connection housekeeping failed")
-        return fallback
-
-
-_HOUSEKEEPER = _Housekeeper()
-
-
-def _new_housekeeper_in_child() -> None:
-    """A forked child has none of its parent's threads."""
-    global _HOUSEKEEPER
-    _HOUSEKEEPER = _Housekeeper()
-
-
-os.register_at_fork(after_in_child=_new_housekeeper_in_child)
 
 
 class WebSocket(ConnectionView):
@@ -396,7 +241,7 @@ class WebSocket(ConnectionView):
         while True:
             self._write_lock.release()
             if not done:
-                _HOUSEKEEPER.watch(self)
+                housekeeper.current().watch(self)
                 return
             if not self._core.has_data_to_send and not self._unsent:
                 return
@@ -471,7 +316,7 @@ class WebSocket(ConnectionView):
         if step is not CloseStep.FLUSH:
             return
         if deadline is not None:
-            _HOUSEKEEPER.wake_at(deadline, self)
+            housekeeper.current().wake_at(deadline, self)
         self._write_soon()
 
     def _run_timers(self) -> None:
@@ -729,207 +574,3 @@ class WebSocket(ConnectionView):
             self._abort()
             return False
         return True
-
-
-# -- server ------------------------------------------------------------------
-
-
-class Server:
-    """A listening server; `serve_forever()` accepts until `close()`.
-
-    Each connection costs one descriptor and up to three threads (its
-    handler's, a reader, and a writer once `send_prepared` is used), so
-    unless `max_connections` says otherwise the server holds at most what
-    the process's descriptor and thread limits allow
-    (`adapters._admission.default_connection_cap`) and answers the excess
-    with 503 at once, from the accept loop, without a thread."""
-
-    def __init__(self, handler: Handler, host: str | None, port: int, settings: Settings) -> None:
-        self.handler = handler
-        self.settings = settings
-        cap = settings.max_connections
-        if cap is None:
-            cap = default_connection_cap(threads_per_connection=3)
-        self.admission = Admission(cap, settings.max_connections_per_ip)
-        self.connections: set[WebSocket] = set()
-        self._threads: set[threading.Thread] = set()
-        self._listeners = listen(host, port, reuse_port=settings.reuse_port)
-        self._wakeup_r, self._wakeup_w = socket.socketpair()
-        self._stopping = threading.Event()
-        self._shutdown_lock = threading.Lock()
-        self._shut_down = False
-        self._serving = False
-        self._stopped = threading.Event()
-        self._accept_failures = AcceptFailures(logger)
-
-    @property
-    def port(self) -> int:
-        return int(self._listeners[0].getsockname()[1])
-
-    def serve_forever(self) -> None:
-        """Accept until `close()`. No failure of one connection, nor a
-        lack of descriptors or threads, ends it (see `adapters._admission`)."""
-        self._serving = True
-        poller = select.poll()
-        listeners = {listener.fileno(): listener for listener in self._listeners}
-        for listener in self._listeners:
-            poller.register(listener, select.POLLIN)
-        poller.register(self._wakeup_r, select.POLLIN)
-        failures = self._accept_failures
-        try:
-            while not self._stopping.is_set():
-                ready = [fd for fd, _ in poller.poll()]
-                if self._wakeup_r.fileno() in ready:  # close() was called
-                    break
-                try:
-                    sock, address = listeners[ready[0]].accept()
-                    sock.setblocking(True)  # not socket.getdefaulttimeout()'s timeout
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as error:
-                    # Out of descriptors: the connection waits in the backlog.
-                    # poll() would say "readable" at once, so wait instead.
-                    self._stopping.wait(failures.failed(error))
-                    continue
-                if not let_in(self.admission, failures, sock.fileno()):
-                    sock.close()
-                    continue
-                thread = threading.Thread(
-                    target=self._serve_one, args=(sock, address), daemon=True, name="ws-conn"
-                )
-                self._threads.add(thread)  # before start: it removes itself when done
-                try:
-                    thread.start()
-                except RuntimeError as error:  # can't start new thread
-                    self._threads.discard(thread)
-                    self.admission.depart()
-                    refuse_overloaded(sock.fileno())
-                    sock.close()
-                    failures.failed(error)
-                    continue
-                failures.accepted()
-        finally:
-            for listener in self._listeners:
-                listener.close()
-            self._stopped.set()
-
-    def _serve_one(self, sock: socket.socket, address: Any) -> None:
-        """One connection, from accept to close; whatever happens here ends
-        this connection only."""
-        ws: WebSocket | None = None
-        try:
-            ip = str(address[0])
-            no_delay(sock)
-            if self.settings.ssl is not None:
-                sock.settimeout(self.settings.open_timeout)
-                sock = self.settings.ssl.wrap_socket(sock, server_side=True)
-                sock.settimeout(None)
-            admission = self.admission
-            ws = WebSocket(
-                sock,
-                self.settings.new_server_core(),
-                self.settings,
-                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
-            )
-            ws.remote_address = address
-            self.connections.add(ws)
-            if ws._handshake():
-                self._run_handler(ws)
-        except (OSError, ssl_module.SSLError):
-            pass  # the peer went away (or was never quite there)
-        except Exception:
-            logger.exception("connection failed")
-        finally:
-            if ws is not None:
-                self.connections.discard(ws)
-                if not ws._closed.is_set():
-                    ws._abort()
-                ws._driver.transport_closing()
-            sock.close()
-            self.admission.depart()
-            self._threads.discard(threading.current_thread())
-
-    def _run_handler(self, ws: WebSocket) -> None:
-        try:
-            self.handler(ws)
-        except Exception as error:
-            ws.close(*close_after_handler(error))
-        else:
-            ws.close()
-        ws.wait_closed()
-
-    def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Stop accepting, close every connection with `code` and wait for
-        them (at most `close_timeout`). Calling it again waits for the first call."""
-        with self._shutdown_lock:
-            if self._shut_down:
-                return
-            self._shut_down = True
-            self._shutdown(code, reason)
-
-    def _shutdown(self, code: int, reason: str) -> None:
-        self._stopping.set()
-        if self._serving:
-            self._wakeup_w.send(b"x")
-            self._stopped.wait()
-        else:
-            for listener in self._listeners:
-                listener.close()
-        connections = list(self.connections)
-        for ws in connections:
-            ws.close_nowait(code, reason)
-        wait = self.settings.shutdown_wait
-        deadline = None if wait is None else _now() + wait
-
-        def remaining() -> float | None:
-            return None if deadline is None else max(0.0, deadline - _now())
-
-        for ws in connections:
-            if not ws.wait_closed(remaining()):
-                ws._abort()
-        for thread in list(self._threads):
-            left = remaining()
-            thread.join(None if left is None else left + 1.0)
-        self._wakeup_r.close()
-        self._wakeup_w.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    shutdown = close  # (transitional: the chat and the echo server still call it)
-
-
-def serve(
-    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
-) -> Server:
-    """Create a listening server; run it with `serve_forever()`."""
-    return Server(handler, host, port, Settings.of(options))
-
-
-# -- client ------------------------------------------------------------------
-
-
-def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
-    """Open a client connection; raises HandshakeError if refused."""
-    uri = parse_uri(url)
-    settings = Settings.of(options)
-    try:
-        sock = socket.create_connection((uri.host, uri.port), timeout=settings.open_timeout)
-    except TimeoutError:
-        raise HandshakeError(None, "opening handshake timed out") from None
-    try:
-        no_delay(sock)
-        if uri.secure:
-            context = settings.ssl or ssl_module.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=uri.host)
-        sock.settimeout(None)
-    except (OSError, ssl_module.SSLError):
-        sock.close()
-        raise
-    ws = WebSocket(sock, new_client_core(uri, settings), settings)
-    if not ws._handshake():
-        raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
-    return ws

@@ -1,80 +1,35 @@
-"""WebSocket server and client on trio, driving wsproto_core.
-
-Each connection runs a reader task beside the application's handler. The
-reader waits for bytes with a cancel scope whose deadline is the core's
-next deadline, so the core's timers need no task of their own; a full
-receive queue makes the reader stop reading until the application catches
-up, and `send` waits in `send_all` while the peer is not reading.
-
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
-
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve, echo, "127.0.0.1", 8765)
+"""One connection on trio: a reader task and a writer task beside the
+application's handler. What it does is the driver's (`adapters._driver`);
+this module only waits with `trio.Event`s and writes with `send_all`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import socket
-import ssl as ssl_module
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Unpack
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import suppress
+from typing import Any
 
 import trio
 
 from wsproto_core import Connection, PreparedMessage, State
 
-from ._admission import AcceptFailures, Admission, let_in
-from ._common import (
+from .._common import (
     READ_SIZE,
-    ClientOptions,
     Message,
-    ServerOptions,
     Settings,
     amark_final,
-    new_client_core,
-    parse_uri,
 )
-from ._driver import (
+from .._driver import (
     CloseStep,
     ConnectionView,
     Driver,
     RequestPolicy,
     Wake,
-    answer_handshake,
-    close_after_handler,
 )
-from ._listening import bind_all
-from .errors import (
-    ConcurrencyError,
-    ConnectionClosed,
-    ConnectionClosedError,
+from ..errors import (
     ConnectionClosedOK,
-    HandshakeError,
-    InvalidURI,
-    WebSocketAdapterError,
 )
-
-__all__ = [  # the exceptions too: each backend module is the whole API
-    "ConcurrencyError",
-    "ConnectionClosed",
-    "ConnectionClosedError",
-    "ConnectionClosedOK",
-    "HandshakeError",
-    "InvalidURI",
-    "Server",
-    "WebSocket",
-    "WebSocketAdapterError",
-    "connect",
-    "serve",
-]
-
-logger = logging.getLogger(__name__)
-Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
 class WebSocket(ConnectionView):
@@ -419,182 +374,3 @@ class WebSocket(ConnectionView):
             self._closed.set()
             return False
         return True
-
-
-# -- server ------------------------------------------------------------------
-
-
-class Server:
-    """A running server; `close()` sends 1001 Going Away to every client."""
-
-    def __init__(self, handler: Handler, settings: Settings) -> None:
-        self.handler = handler
-        self.settings = settings
-        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
-        self.connections: set[WebSocket] = set()
-        self.listeners: list[trio.SocketListener] = []
-        self._nursery: trio.Nursery | None = None
-        self._accepting = trio.CancelScope()
-        self._accept_failures = AcceptFailures(logger)
-        self._stopped = trio.Event()
-
-    @property
-    def port(self) -> int:
-        return int(self.listeners[0].socket.getsockname()[1])
-
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
-        """Accept until cancelled; no failure of one connection, nor a lack
-        of descriptors, ends it (see `adapters._admission`)."""
-        assert self._nursery is not None
-        failures = self._accept_failures
-        with self._accepting:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    return  # our own close()
-                except OSError as error:
-                    await trio.sleep(failures.failed(error))
-                    continue
-                if not let_in(self.admission, failures, stream.socket.fileno()):
-                    stream.socket.close()
-                    continue
-                failures.accepted()
-                self._nursery.start_soon(self._serve_one, stream)
-
-    async def _serve_one(self, socket_stream: trio.SocketStream) -> None:
-        """One connection, from accept to close. Whatever happens here ends
-        this connection only: nothing may escape into the server's nursery."""
-        stream: trio.abc.Stream = socket_stream
-        ws: WebSocket | None = None
-        try:
-            address = socket_stream.socket.getpeername()  # ENOTCONN if reset already
-            ip = str(address[0])
-            if self.settings.ssl is not None:
-                stream = trio.SSLStream(socket_stream, self.settings.ssl, server_side=True)
-            admission = self.admission
-            ws = WebSocket(
-                stream,
-                self.settings.new_server_core(),
-                self.settings,
-                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
-            )
-            ws.remote_address = address
-            self.connections.add(ws)
-            opened = False
-            with trio.move_on_after(self.settings.open_timeout or math.inf):
-                opened = await ws._handshake()
-            if opened:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(ws._run_writer)
-                    nursery.start_soon(ws._run_reader)
-                    await self._run_handler(ws)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the peer went away (or was never quite there)
-        except Exception:
-            logger.exception("connection failed")
-        finally:
-            if ws is not None:
-                ws._driver.transport_lost(trio.current_time())
-                self.connections.discard(ws)
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
-            self.admission.depart()
-
-    async def _run_handler(self, ws: WebSocket) -> None:
-        try:
-            await self.handler(ws)
-        except Exception as error:
-            await ws.close(*close_after_handler(error))
-        else:
-            await ws.close()
-        await ws.wait_closed()
-
-    async def serve_forever(self) -> None:
-        """Wait until the server is closed."""
-        await self._stopped.wait()
-
-    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Stop accepting, close every connection with `code`, wait for them
-        (at most `close_timeout`; None: until they have closed), then drop
-        what is left."""
-        self._accepting.cancel()
-        for listener in self.listeners:
-            await listener.aclose()
-        connections = list(self.connections)
-        wait = self.settings.shutdown_wait
-        with trio.move_on_after(math.inf if wait is None else wait):
-            for ws in connections:
-                ws.close_nowait(code, reason)
-            for ws in connections:
-                await ws.wait_closed()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-        self._stopped.set()
-
-    async def aclose(self) -> None:
-        """`close()` with its defaults, for trio's `AsyncResource` convention."""
-        await self.close()
-
-
-@asynccontextmanager
-async def serve(
-    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
-) -> AsyncIterator[Server]:
-    """`async with serve(handler, host, port, **options) as server:` runs a
-    server for the body (and closes it on the way out: 1001 to every
-    client); `await server.serve_forever()` waits until it is closed."""
-    server = Server(handler, Settings.of(options))
-    infos = await trio.socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    server.listeners = [
-        trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        for sock in bind_all(infos, reuse_port=server.settings.reuse_port)
-    ]
-    async with trio.open_nursery() as nursery:
-        server._nursery = nursery
-        for listener in server.listeners:
-            nursery.start_soon(server._accept_loop, listener)
-        try:
-            yield server
-        finally:
-            with trio.CancelScope(shield=True):
-                await server.close()
-
-
-# -- client ------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[WebSocket]:
-    """`async with connect(url) as ws:` (the reader needs a nursery, so the
-    context manager is the only form). Raises HandshakeError if refused."""
-    uri = parse_uri(url)
-    settings = Settings.of(options)
-    with trio.move_on_after(settings.open_timeout or math.inf) as opening:
-        stream: trio.abc.Stream = await trio.open_tcp_stream(uri.host, uri.port)
-        if uri.secure:
-            context = settings.ssl or ssl_module.create_default_context()
-            stream = trio.SSLStream(stream, context, server_hostname=uri.host)
-        ws = WebSocket(stream, new_client_core(uri, settings), settings)
-        opened = await ws._handshake()
-    if opening.cancelled_caught:
-        raise HandshakeError(None, "opening handshake timed out")
-    if not opened:
-        raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(ws._run_writer)
-            nursery.start_soon(ws._run_reader)
-            try:
-                yield ws
-            finally:
-                with trio.CancelScope(shield=True):
-                    await ws.close()
-    except BaseExceptionGroup as group:
-        # The reader's nursery wraps whatever the body raised; hand the
-        # caller its own exception (a ConnectionClosed, say), not a group.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise

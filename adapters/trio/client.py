@@ -1,0 +1,56 @@
+"""The trio client: `connect`."""
+
+from __future__ import annotations
+
+import math
+import ssl as ssl_module
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Unpack
+
+import trio
+
+from .._common import (
+    ClientOptions,
+    Settings,
+    new_client_core,
+    parse_uri,
+)
+from ..errors import (
+    HandshakeError,
+)
+from .connection import WebSocket
+
+
+@asynccontextmanager
+async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[WebSocket]:
+    """`async with connect(url) as ws:` (the reader needs a nursery, so the
+    context manager is the only form). Raises HandshakeError if refused."""
+    uri = parse_uri(url)
+    settings = Settings.of(options)
+    with trio.move_on_after(settings.open_timeout or math.inf) as opening:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(uri.host, uri.port)
+        if uri.secure:
+            context = settings.ssl or ssl_module.create_default_context()
+            stream = trio.SSLStream(stream, context, server_hostname=uri.host)
+        ws = WebSocket(stream, new_client_core(uri, settings), settings)
+        opened = await ws._handshake()
+    if opening.cancelled_caught:
+        raise HandshakeError(None, "opening handshake timed out")
+    if not opened:
+        raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ws._run_writer)
+            nursery.start_soon(ws._run_reader)
+            try:
+                yield ws
+            finally:
+                with trio.CancelScope(shield=True):
+                    await ws.close()
+    except BaseExceptionGroup as group:
+        # The reader's nursery wraps whatever the body raised; hand the
+        # caller its own exception (a ConnectionClosed, say), not a group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

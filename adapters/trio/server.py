@@ -1,0 +1,166 @@
+"""The trio server: its accept loop, a task per connection, and `serve`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Unpack
+
+import trio
+
+from .._admission import AcceptFailures, Admission, let_in
+from .._common import (
+    ServerOptions,
+    Settings,
+)
+from .._driver import (
+    answer_handshake,
+    close_after_handler,
+)
+from .._listening import bind_all
+from .connection import WebSocket
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[WebSocket], Awaitable[None]]
+
+
+class Server:
+    """A running server; `close()` sends 1001 Going Away to every client."""
+
+    def __init__(self, handler: Handler, settings: Settings) -> None:
+        self.handler = handler
+        self.settings = settings
+        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
+        self.connections: set[WebSocket] = set()
+        self.listeners: list[trio.SocketListener] = []
+        self._nursery: trio.Nursery | None = None
+        self._accepting = trio.CancelScope()
+        self._accept_failures = AcceptFailures(logger)
+        self._stopped = trio.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self.listeners[0].socket.getsockname()[1])
+
+    async def _accept_loop(self, listener: trio.SocketListener) -> None:
+        """Accept until cancelled; no failure of one connection, nor a lack
+        of descriptors, ends it (see `adapters._admission`)."""
+        assert self._nursery is not None
+        failures = self._accept_failures
+        with self._accepting:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return  # our own close()
+                except OSError as error:
+                    await trio.sleep(failures.failed(error))
+                    continue
+                if not let_in(self.admission, failures, stream.socket.fileno()):
+                    stream.socket.close()
+                    continue
+                failures.accepted()
+                self._nursery.start_soon(self._serve_one, stream)
+
+    async def _serve_one(self, socket_stream: trio.SocketStream) -> None:
+        """One connection, from accept to close. Whatever happens here ends
+        this connection only: nothing may escape into the server's nursery."""
+        stream: trio.abc.Stream = socket_stream
+        ws: WebSocket | None = None
+        try:
+            address = socket_stream.socket.getpeername()  # ENOTCONN if reset already
+            ip = str(address[0])
+            if self.settings.ssl is not None:
+                stream = trio.SSLStream(socket_stream, self.settings.ssl, server_side=True)
+            admission = self.admission
+            ws = WebSocket(
+                stream,
+                self.settings.new_server_core(),
+                self.settings,
+                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+            )
+            ws.remote_address = address
+            self.connections.add(ws)
+            opened = False
+            with trio.move_on_after(self.settings.open_timeout or math.inf):
+                opened = await ws._handshake()
+            if opened:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(ws._run_writer)
+                    nursery.start_soon(ws._run_reader)
+                    await self._run_handler(ws)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away (or was never quite there)
+        except Exception:
+            logger.exception("connection failed")
+        finally:
+            if ws is not None:
+                ws._driver.transport_lost(trio.current_time())
+                self.connections.discard(ws)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            self.admission.depart()
+
+    async def _run_handler(self, ws: WebSocket) -> None:
+        try:
+            await self.handler(ws)
+        except Exception as error:
+            await ws.close(*close_after_handler(error))
+        else:
+            await ws.close()
+        await ws.wait_closed()
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed."""
+        await self._stopped.wait()
+
+    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting, close every connection with `code`, wait for them
+        (at most `close_timeout`; None: until they have closed), then drop
+        what is left."""
+        self._accepting.cancel()
+        for listener in self.listeners:
+            await listener.aclose()
+        connections = list(self.connections)
+        wait = self.settings.shutdown_wait
+        with trio.move_on_after(math.inf if wait is None else wait):
+            for ws in connections:
+                ws.close_nowait(code, reason)
+            for ws in connections:
+                await ws.wait_closed()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        self._stopped.set()
+
+    async def aclose(self) -> None:
+        """`close()` with its defaults, for trio's `AsyncResource` convention."""
+        await self.close()
+
+
+@asynccontextmanager
+async def serve(
+    handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]
+) -> AsyncIterator[Server]:
+    """`async with serve(handler, host, port, **options) as server:` runs a
+    server for the body (and closes it on the way out: 1001 to every
+    client); `await server.serve_forever()` waits until it is closed."""
+    server = Server(handler, Settings.of(options))
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    server.listeners = [
+        trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        for sock in bind_all(infos, reuse_port=server.settings.reuse_port)
+    ]
+    async with trio.open_nursery() as nursery:
+        server._nursery = nursery
+        for listener in server.listeners:
+            nursery.start_soon(server._accept_loop, listener)
+        try:
+            yield server
+        finally:
+            with trio.CancelScope(shield=True):
+                await server.close()
