@@ -20,10 +20,7 @@ from wsproto_core import (
     TextFragment,
 )
 
-from .errors import ConnectionClosed, ConnectionClosedError, HandshakeError, InvalidURI
-
-# (transitional: old imports of the exceptions from here; see adapters.errors)
-__all__ = ["ConnectionClosed", "ConnectionClosedError", "HandshakeError"]
+from .errors import InvalidURI
 
 Message = str | bytes
 Fragment = TextFragment | BytesFragment

@@ -9,19 +9,23 @@ SIGINT or SIGTERM closes every connection with 1001 Going Away first.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 from ._common import DEFAULT_MAX_MESSAGE_SIZE, ServerOptions
+from ._running import BACKENDS, serve_until_signal
+
+if TYPE_CHECKING:
+    from . import asyncio as ws_asyncio
+    from . import blocking
+    from . import trio as ws_trio
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m adapters.echo", description=__doc__)
-    parser.add_argument("--backend", choices=["blocking", "asyncio", "trio"], default="asyncio")
+    parser.add_argument("--backend", choices=BACKENDS, default="asyncio")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument(
@@ -45,77 +49,38 @@ def options_of(args: argparse.Namespace) -> ServerOptions:
     return options
 
 
-def announce(host: str, port: int, backend: str) -> None:
-    print(f"echo server ({backend}) listening on ws://{host}:{port}/", flush=True)
+class Echo:
+    """The echo handler of each backend (see `_running.App`)."""
 
+    def on_blocking(self) -> AbstractContextManager[blocking.Handler]:
+        def echo(ws: blocking.WebSocket) -> None:
+            for message in ws:
+                ws.send(message)
 
-def run_blocking(args: argparse.Namespace) -> None:
-    from . import blocking
+        return nullcontext(echo)
 
-    def echo(ws: blocking.WebSocket) -> None:
-        for message in ws:
-            ws.send(message)
+    def on_asyncio(self) -> AbstractAsyncContextManager[ws_asyncio.Handler]:
+        async def echo(ws: ws_asyncio.WebSocket) -> None:
+            async for message in ws:
+                await ws.send(message)
 
-    server = blocking.serve(echo, args.host, args.port, **options_of(args))
+        return nullcontext(echo)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+    def on_trio(self) -> AbstractAsyncContextManager[ws_trio.Handler]:
+        async def echo(ws: ws_trio.WebSocket) -> None:
+            async for message in ws:
+                await ws.send(message)
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    announce(args.host, server.port, "blocking")
-    server.serve_forever()
-
-
-async def run_asyncio(args: argparse.Namespace) -> None:
-    from . import asyncio as ws_asyncio
-
-    async def echo(ws: ws_asyncio.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    server = await ws_asyncio.serve(echo, args.host, args.port, **options_of(args))
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    announce(args.host, server.port, "asyncio")
-    await stopping.wait()
-    await server.close()
-
-
-async def run_trio(args: argparse.Namespace) -> None:
-    import trio
-
-    from . import trio as ws_trio
-
-    async def echo(ws: ws_trio.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async with trio.open_nursery() as nursery:
-        server: ws_trio.Server = await nursery.start(
-            lambda task_status: ws_trio.serve(
-                echo, args.host, args.port, task_status=task_status, **options_of(args)
-            )
-        )
-        announce(args.host, server.port, "trio")
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                await server.aclose()
-                break
+        return nullcontext(echo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.backend == "blocking":
-        run_blocking(args)
-    elif args.backend == "asyncio":
-        asyncio.run(run_asyncio(args))
-    else:
-        import trio
 
-        trio.run(run_trio, args)
+    def started(port: int) -> None:
+        print(f"echo server ({args.backend}) listening on ws://{args.host}:{port}/", flush=True)
+
+    serve_until_signal(args.backend, Echo(), args.host, args.port, options_of(args), started)
     return 0
 
 

@@ -199,8 +199,6 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    shutdown = close  # (transitional: the chat and the echo server still call it)
-
 
 def serve(
     handler: Handler, host: str | None, port: int, **options: Unpack[ServerOptions]

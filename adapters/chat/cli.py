@@ -1,29 +1,37 @@
-"""`wschat` / `python -m adapters.chat`: start the chat server."""
+"""`wschat` / `python -m adapters.chat`: the command line, the worker
+processes (`--workers`), and what the chat serves on each backend; serving
+until a signal is `adapters._running`'s."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import replace
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .service import ChatSettings, describe, logger
+from .._running import BACKENDS, serve_until_signal
+from .log import logger
+from .settings import ChatSettings, server_options
+
+if TYPE_CHECKING:
+    from .. import asyncio as ws_asyncio
+    from .. import blocking as ws_blocking
+    from .. import trio as ws_trio
 
 
 def parse_args(argv: Sequence[str] | None) -> ChatSettings:
     parser = argparse.ArgumentParser(
         prog="wschat", description="A broadcast chat over WebSocket, with its page at /."
     )
-    parser.add_argument("--backend", choices=["blocking", "asyncio", "trio"], default="asyncio")
+    parser.add_argument("--backend", choices=BACKENDS, default="asyncio")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument(
@@ -85,63 +93,57 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
     )
 
 
+class ChatApp:
+    """The chat on each backend (see `adapters._running.App`); a backend's
+    module is imported only when it is chosen."""
+
+    def __init__(self, settings: ChatSettings) -> None:
+        self.settings = settings
+
+    def on_blocking(self) -> AbstractContextManager[ws_blocking.Handler]:
+        from .run_blocking import serving
+
+        return serving(self.settings)
+
+    def on_asyncio(self) -> AbstractAsyncContextManager[ws_asyncio.Handler]:
+        from .run_asyncio import serving
+
+        return serving(self.settings)
+
+    def on_trio(self) -> AbstractAsyncContextManager[ws_trio.Handler]:
+        from .run_trio import serving
+
+        return serving(self.settings)
+
+
 def run(settings: ChatSettings, started: Callable[[int], None]) -> None:
     """Serve until SIGINT or SIGTERM, then close every client with 1001."""
     # A name that no other worker, here or on another machine, has.
     settings = replace(settings, worker=f"{socket.gethostname()}:{os.getpid()}")
-    if settings.backend == "asyncio":
-        asyncio.run(_run_asyncio(settings, started))
-    elif settings.backend == "trio":
-        import trio
-
-        from .run_trio import serve_chat as serve_trio
-
-        async def main() -> None:
-            async with trio.open_nursery() as nursery:
-                stop = trio.Event()
-
-                async def on_signals() -> None:
-                    # Keep receiving: a second Ctrl-C during the graceful
-                    # shutdown must not turn into a KeyboardInterrupt.
-                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            stop.set()
-
-                nursery.start_soon(on_signals)
-                await serve_trio(settings, started, stop)
-                nursery.cancel_scope.cancel()
-
-        trio.run(main)
-    else:
-        from .run_blocking import serve_chat as serve_blocking
-
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        serve_blocking(settings, started, stop)
+    serve_until_signal(
+        settings.backend,
+        ChatApp(settings),
+        settings.host,
+        settings.port,
+        server_options(settings),
+        started,
+    )
 
 
-async def _run_asyncio(settings: ChatSettings, started: Callable[[int], None]) -> None:
-    from .run_asyncio import serve_chat
+def page_url(settings: ChatSettings, port: int) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{port}/"
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve_chat(settings, started, stop)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Shut down already: another Ctrl-C must not become a traceback.
-        loop.remove_signal_handler(signum)
-        signal.signal(signum, signal.SIG_IGN)
+
+def describe(settings: ChatSettings, port: int) -> str:
+    hub = "in-memory hub" if settings.redis is None else f"Redis {settings.redis}"
+    return f"wschat ({settings.backend}, {hub}): open {page_url(settings, port)}"
 
 
 def _worker(settings: ChatSettings, ready: Any) -> None:
     _configure_logging()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    # No traceback for a Ctrl-C before serving: the parent sends SIGTERM for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     run(settings, ready.put)
 
 

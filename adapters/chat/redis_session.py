@@ -26,8 +26,9 @@ backends:
 
 The backend's loop: write `data_to_send(conn)` and call `sent(conn)` once it
 is written; pass what it reads to `receive_data` (end of file to
-`receive_eof`); sleep until `next_deadline()` and call `handle_timeout`.
-After each call, `failure` says whether to drop the connections.
+`receive_eof`); sleep until `next_deadline()` and call `handle_timeout`
+(True: it queued something to write). After each call, `failure` says
+whether to drop the connections. `redis_link.py` does all that but the I/O.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from .log import LogThrottle
 from .resp import ProtocolError, RedisError, Reply, ReplyParser, TooLarge, command
-from .service import logger
 
 W = TypeVar("W")
 
@@ -48,7 +49,6 @@ MAX_OUTBOX = 1 << 20  # bytes written or waiting to be written, both connections
 # The chat's own events are at most a few KiB (2,000 characters of text);
 # anything far larger on the channel is not one of them.
 MAX_PAYLOAD = 256 << 10
-LOG_INTERVAL = 5.0  # seconds between two log lines of one kind
 
 
 class Conn(enum.Enum):
@@ -59,33 +59,6 @@ class Conn(enum.Enum):
 class SessionError(Exception):
     """The session failed (its reason is the message): drop its
     connections and reconnect."""
-
-
-class LogThrottle:
-    """At most one warning per `interval` seconds of `now` (the caller's
-    clock), with a count of those left out: something outside the process
-    that misbehaves must not flood the log."""
-
-    __slots__ = ("_interval", "_last", "_skipped")
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self._interval = interval
-        self._last = float("-inf")
-        self._skipped = 0
-
-    def warning(
-        self, now: float, message: str, *args: object, exc_info: BaseException | None = None
-    ) -> bool:
-        """Log unless one was logged less than `interval` ago; True if logged."""
-        if now - self._last < self._interval:
-            self._skipped += 1
-            return False
-        if self._skipped:
-            message += " (and %d more like it)"
-            args = (*args, self._skipped)
-        self._last, self._skipped = now, 0
-        logger.warning(message, *args, exc_info=exc_info)
-        return True
 
 
 class _Kind(enum.Enum):
@@ -365,19 +338,23 @@ class RedisSession(Generic[W]):
                 deadline = min(deadline, side.expected[0].since + self.reply_timeout)
         return deadline
 
-    def handle_timeout(self, now: float) -> None:
-        """Fail if a reply is late; PING a connection that waits for none."""
+    def handle_timeout(self, now: float) -> bool:
+        """Fail if a reply is late; PING a connection that waits for none.
+        True if that gave the backend something to write."""
         if self.failure is not None:
-            return
+            return False
+        queued = False
         for conn, side in self._sides.items():
             if side.expected and now - side.expected[0].since >= self.reply_timeout:
                 late = side.expected[0].kind.name
                 self.fail(f"no answer from redis for {self.reply_timeout:g} s ({late})")
-                return
+                return False
             if now >= side.next_ping:
                 if not side.expected:
                     self._queue(conn, command("PING"), _Kind.PING, now)
+                    queued = True
                 side.next_ping = now + self.ping_interval
+        return queued
 
 
 def _is_push(reply: Reply, kind: bytes, first: bytes) -> bool:

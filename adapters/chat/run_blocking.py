@@ -8,32 +8,20 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from .. import ConnectionClosed
 from .. import blocking as ws_blocking
-from .._common import ConnectionClosed
-from .actions import ChatActions
-from .link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, LinkState
-from .redis_session import Conn, RedisSession, SessionError
-from .service import (
-    TICK,
-    WS_PATH,
-    ChatSettings,
-    server_options,
-)
+from .chat_process import ChatProcess, refusal
+from .redis_link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, READ_SIZE, RedisLinkBase, Waiter
+from .redis_session import Conn, RedisSession
+from .settings import TICK, ChatSettings
+
+_Session = RedisSession[Waiter[threading.Event]]
 
 
-class _Waiter:
-    """A newcomer's thread waiting for the shared history."""
-
-    __slots__ = ("done", "reply")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.reply: list[str] | None = None
-
-
-class RedisLink(LinkState[_Waiter]):
+class RedisLink(RedisLinkBase[threading.Event]):
     """The blocking sockets of a `RedisSession`, all served by the link's
     own thread (`run`) with non-blocking sockets and a selector: it writes
     what the session says as fast as Redis takes it, reads, and sleeps
@@ -45,41 +33,53 @@ class RedisLink(LinkState[_Waiter]):
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
         super().__init__(url, history, deliver)
         self._lock = threading.Lock()  # guards the session's state, briefly
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # `stopped`, to wait on
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_in.setblocking(False)
         self._wake_out.setblocking(False)
 
-    def run(self) -> None:
-        """Keep a session going until `stop()`."""
-        try:
-            while not self._stop.is_set():
-                error: BaseException = SessionError("the session ended")
-                try:
-                    self._serve()
-                except Exception as exc:  # nothing ends the link but stop()
-                    error = exc
-                if self._stop.is_set():
-                    break
-                self._stop.wait(self._lost(error, time.monotonic()))
-        finally:
-            self._wake_in.close()
-            self._wake_out.close()
+    def _now(self) -> float:
+        return time.monotonic()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake()
+    def _new_event(self) -> threading.Event:
+        return threading.Event()
 
     def _wake(self) -> None:
         # Full: the thread is awake already. Closed: it has stopped.
         with contextlib.suppress(OSError):
             self._wake_in.send(b"\0")
 
+    def run(self) -> None:
+        """Keep a session going until `stop()`."""
+        try:
+            while not self.stopped:
+                error: BaseException | None = None
+                try:
+                    self._serve()
+                except Exception as exc:  # nothing ends the link but stop()
+                    error = exc
+                if self.stopped:
+                    break
+                self._stopping.wait(self._lost(error))
+        finally:
+            self._wake_in.close()
+            self._wake_out.close()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._stopping.set()
+        self._wake()
+
+    def _connect(self) -> socket.socket:
+        try:
+            return socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise self._no_connection() from None
+
     def _serve(self) -> None:
-        address = (self.host, self.port)
         with (
-            socket.create_connection(address, timeout=CONNECT_TIMEOUT) as sub,
-            socket.create_connection(address, timeout=CONNECT_TIMEOUT) as cmd,
+            self._connect() as sub,
+            self._connect() as cmd,
             selectors.DefaultSelector() as selector,
         ):
             socks = {Conn.SUB: sub, Conn.CMD: cmd}
@@ -87,25 +87,18 @@ class RedisLink(LinkState[_Waiter]):
                 sock.setblocking(False)
                 selector.register(sock, selectors.EVENT_READ, conn)
             selector.register(self._wake_out, selectors.EVENT_READ, None)
-            with self._lock:
-                session = self._start_session(time.monotonic())
+            session = self._start_session()
             try:
                 self._loop(session, socks, selector)
             finally:
-                with self._lock:
-                    waiters = self._end_session("the link stopped")
-                for waiter in waiters:
-                    waiter.done.set()
+                self._end_session("the link stopped")
 
     def _loop(
-        self,
-        session: RedisSession[_Waiter],
-        socks: dict[Conn, socket.socket],
-        selector: selectors.BaseSelector,
+        self, session: _Session, socks: dict[Conn, socket.socket], selector: selectors.BaseSelector
     ) -> None:
         unsent = {conn: memoryview(b"") for conn in Conn}
         writing = dict.fromkeys(Conn, False)
-        while not self._stop.is_set():
+        while not self.stopped:
             for conn, sock in socks.items():
                 unsent[conn] = self._write(session, conn, sock, unsent[conn])
                 if writing[conn] != bool(unsent[conn]):  # wait for room to write
@@ -119,12 +112,10 @@ class RedisLink(LinkState[_Waiter]):
                     _drain(self._wake_out)
                 elif mask & selectors.EVENT_READ:
                     self._read(session, key.data, socks[key.data])
-            with self._lock:
-                session.handle_timeout(time.monotonic())
-            self._check(session)
+            self._on_deadline(session)
 
     def _write(
-        self, session: RedisSession[_Waiter], conn: Conn, sock: socket.socket, unsent: memoryview
+        self, session: _Session, conn: Conn, sock: socket.socket, unsent: memoryview
     ) -> memoryview:
         """Write as much as the socket takes; returns what it did not."""
         while True:
@@ -142,42 +133,21 @@ class RedisLink(LinkState[_Waiter]):
             with self._lock:
                 session.sent(conn)
 
-    def _read(self, session: RedisSession[_Waiter], conn: Conn, sock: socket.socket) -> None:
+    def _read(self, session: _Session, conn: Conn, sock: socket.socket) -> None:
         try:
-            data = sock.recv(65536)
+            data = sock.recv(READ_SIZE)
         except BlockingIOError:
             return
-        now = time.monotonic()
-        if not data:
-            with self._lock:
-                session.receive_eof(conn)
-            self._check(session)
-        with self._lock:
-            received = session.receive_data(conn, data, now)
-        self._deliver_all(received.payloads, now)  # not under the lock
-        for waiter, answer in received.answers:
-            waiter.reply = answer
-            waiter.done.set()
-        self._check(session)
-
-    def send(self, *commands: bytes) -> bool:
-        """Queue without waiting; False if Redis is away or not keeping up
-        (the chat then delivers to this process's clients)."""
-        with self._lock:
-            session = self.session
-            if session is None or not session.send(commands, time.monotonic()):
-                return False
-        self._wake()
-        return True
+        if data:
+            self._on_data(session, conn, data)
+        else:
+            self._on_eof(session, conn)
 
     def history(self) -> list[str] | None:
         """The shared history, or None if Redis cannot give it now."""
-        waiter = _Waiter()
-        with self._lock:
-            session = self.session
-            if session is None or not session.request_history(waiter, time.monotonic()):
-                return None
-        self._wake()
+        waiter = self._request_history()
+        if waiter is None:
+            return None
         waiter.done.wait(HISTORY_TIMEOUT)
         return waiter.reply
 
@@ -191,34 +161,26 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
-class BlockingChat(ChatActions[ws_blocking.WebSocket]):
+class BlockingChat(ChatProcess[ws_blocking.WebSocket, RedisLink]):
     """The room is shared by every client's thread: one lock around it, held
     while its actions are carried out (they only queue, never wait)."""
 
     def __init__(self, settings: ChatSettings) -> None:
-        super().__init__(settings)
         self.lock = threading.RLock()
-        self.link: RedisLink | None = None
-        if settings.redis is not None:
-            self.redis = self.link = RedisLink(settings.redis, settings.history, self.from_redis)
-
-    def close_later(self, peer: ws_blocking.WebSocket, code: int, reason: str) -> None:
-        # Never waits (a stuck peer's writer included): the core's close
-        # timer ends the connection if the peer does not answer. No thread
-        # per close either: closing thousands at once must not need thousands.
-        peer.close_nowait(code, reason)
+        super().__init__(settings, RedisLink)
 
     def from_redis(self, envelope: str) -> None:
         with self.lock:
             super().from_redis(envelope)
 
     def handler(self, ws: ws_blocking.WebSocket) -> None:
-        if ws.request is None or ws.request.path != WS_PATH:
-            ws.close(1008, f"the chat is at {WS_PATH}")
+        why = refusal(ws.request)
+        if why is not None:
+            ws.close(*why)
             return
-        link = self.link
-        if link is not None and self.history_due(link.up, link.sessions):
-            session = link.sessions
+        with self.lock:
+            link, session = self.link, self.history_due()
+        if link is not None and session is not None:
             history = link.history()  # (not under the lock: it waits for Redis)
             with self.lock:
                 self.seed_history(session, history)
@@ -241,26 +203,22 @@ class BlockingChat(ChatActions[ws_blocking.WebSocket]):
                 self.tick()
 
 
-def serve_chat(
-    settings: ChatSettings, started: Callable[[int], None], stop: threading.Event
-) -> None:
-    """Run until `stop` is set, then close every client with 1001."""
+@contextmanager
+def serving(settings: ChatSettings) -> Iterator[ws_blocking.Handler]:
+    """The chat's connection handler, with its ticker's thread and its Redis
+    link's running until the end of the `with` (after the server closed)."""
     chat = BlockingChat(settings)
-    with ws_blocking.serve(
-        chat.handler, settings.host, settings.port, **server_options(settings)
-    ) as server:
-        threads = [
-            threading.Thread(target=server.serve_forever, daemon=True),
-            threading.Thread(target=chat.ticker, args=(stop,), daemon=True),
-        ]
-        if chat.link is not None:
-            threads.append(threading.Thread(target=chat.link.run, daemon=True, name="redis"))
-        for thread in threads:
-            thread.start()
-        started(server.port)
-        while not stop.wait(0.5):
-            pass
-        server.shutdown()
-        if chat.link is not None:
+    stop = threading.Event()
+    ticker = threading.Thread(target=chat.ticker, args=(stop,), daemon=True, name="chat-tick")
+    ticker.start()
+    redis = None
+    if chat.link is not None:
+        redis = threading.Thread(target=chat.link.run, daemon=True, name="redis")
+        redis.start()
+    try:
+        yield chat.handler
+    finally:
+        stop.set()
+        if chat.link is not None and redis is not None:
             chat.link.stop()
-            threads[-1].join(5)
+            redis.join(5)

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters import blocking
-from adapters import ConnectionClosed, HandshakeError
+from adapters import ConnectionClosed, HandshakeError, blocking
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ROOT = Path(os.environ.get("HOSTILE_SOURCE_ROOT") or REPO_ROOT).resolve()

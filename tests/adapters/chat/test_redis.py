@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import pytest
 
-from adapters._common import ConnectionClosed
+from adapters import ConnectionClosed
 from adapters.chat.resp import Reply, ReplyParser, command
 
 from .helpers import BACKENDS, Chat, Member, running_chat, wait_for_log

@@ -9,8 +9,7 @@ import socket
 
 import pytest
 
-from adapters import blocking
-from adapters._common import ConnectionClosed, ConnectionClosedError, HandshakeError
+from adapters import ConnectionClosed, ConnectionClosedError, HandshakeError, blocking
 
 from .helpers import BACKENDS, Chat, Member, running_chat
 

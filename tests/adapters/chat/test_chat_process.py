@@ -1,17 +1,19 @@
-"""Carrying out the room's actions (no sockets: fake peers), and the
-server's Origin policy."""
+"""This process's chat (`chat_process.py`) carrying out the room's actions,
+without sockets: fake peers and a fake Redis link."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from adapters.chat.actions import ChatActions, Throttle, host_of
+from adapters.chat.chat_process import WRONG_PATH, ChatProcess, Link, host_of, refusal
+from adapters.chat.resp import ReplyParser
 from adapters.chat.room import Room
-from adapters.chat.service import ChatSettings, origin_policy, server_options
+from adapters.chat.settings import ChatSettings
 from wsproto_core import HandshakeRequest, PreparedMessage
 from wsproto_core.http import Headers
 
@@ -40,6 +42,9 @@ class FakePeer:
         self.frames.append(message.frame(0))
         return 10**9 if self.mode == "slow" else 0
 
+    def close_nowait(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
     @property
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(payload(frame).decode("utf-8")) for frame in self.frames]
@@ -48,13 +53,31 @@ class FakePeer:
         return [event["type"] for event in self.events]
 
 
-class Chat(ChatActions[FakePeer]):
-    def close_later(self, peer: FakePeer, code: int, reason: str) -> None:
-        peer.closed = (code, reason)
+class FakeLink:
+    """A Redis link that records the commands sent while `up`."""
+
+    def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
+        self.up = False
+        self.sessions = 0
+        self.sent: list[bytes] = []
+
+    def send(self, *commands: bytes) -> bool:
+        if self.up:
+            self.sent.extend(commands)
+        return self.up
+
+
+Chat = ChatProcess[FakePeer, Link]
 
 
 def chat(**settings: Any) -> Chat:
     return Chat(ChatSettings(**settings))
+
+
+def chat_with_redis(**settings: Any) -> tuple[Chat, FakeLink]:
+    room = Chat(ChatSettings(redis="redis://127.0.0.1:6379/0", **settings), FakeLink)
+    assert isinstance(room.link, FakeLink)
+    return room, room.link
 
 
 def say(text: str) -> str:
@@ -192,80 +215,68 @@ def test_host_of(address: object, host: str) -> None:
     assert host_of(address) == host
 
 
-def test_throttle() -> None:
-    throttle = Throttle(60.0)
-    assert throttle.allow(100.0) == 0
-    assert throttle.allow(101.0) is None
-    assert throttle.allow(159.0) is None
-    assert throttle.allow(160.0) == 2
-    assert throttle.allow(10.0) == 0  # the clock stepped back: not silenced for good
+def test_the_shared_history_is_fetched_once_per_redis_session() -> None:
+    """Newcomers get the room's own copy: fetching it from Redis for each
+    one would let a huge (or hostile) history delay every newcomer."""
+    room, link = chat_with_redis(worker="w1")
+    stored = json.dumps({"type": "message", "nick": "ann", "text": "from before", "time": 1.0})
+    link.sessions = 1
+    assert room.history_due() is None  # Redis down: nothing to fetch
+    link.up = True
+    assert room.history_due() == 1
+    room.seed_history(1, None)  # the fetch failed: try again with the next newcomer
+    assert room.history_due() == 1
+    room.seed_history(1, [stored, "not json", '{"type": "message"}'])
+    assert room.history_due() is None  # seeded for this session
+    link.sessions = 2
+    assert room.history_due() == 2  # a new session may have missed events: again
+    newcomer = FakePeer()
+    room.arrive(newcomer, None)
+    [welcome] = newcomer.events
+    assert [item["text"] for item in welcome["history"]] == ["from before"]  # checked items only
+    assert chat().history_due() is None  # no Redis at all
 
 
-# -- the Origin policy (issue 9) ---------------------------------------------------------
+def test_messages_are_published_and_stored_while_redis_is_up() -> None:
+    room, link = chat_with_redis(history=5)
+    ann = FakePeer()
+    client = room.arrive(ann, None)
+    room.receive(client, join("ann"))
+    room.receive(client, say("offline"))
+    assert link.sent == []  # Redis away: delivered here all the same
+    assert ann.events[-1]["text"] == "offline"
+    link.up = True
+    room.receive(client, say("online"))
+    assert ann.events[-1]["text"] == "online"
+    publish, rpush, ltrim = map(words, link.sent)
+    assert publish[:2] == [b"PUBLISH", b"wschat:room"]
+    assert json.loads(publish[2])["event"]["text"] == "online"
+    assert rpush[:2] == [b"RPUSH", b"wschat:history"]
+    assert json.loads(rpush[2])["text"] == "online"
+    assert ltrim == [b"LTRIM", b"wschat:history", b"-5", b"-1"]
 
 
-def request(host: str, origin: str | None) -> HandshakeRequest:
+def words(sent: bytes) -> list[bytes]:
+    """A command, as the words Redis reads."""
+    [array] = ReplyParser().feed(sent)
+    assert isinstance(array, list)
+    return [word for word in array if isinstance(word, bytes)]
+
+
+def request(path: str) -> HandshakeRequest:
     return HandshakeRequest(
-        target="/ws",
-        path="/ws",
+        target=path,
+        path=path,
         query="",
         headers=Headers(),
-        host=host,
-        origin=origin,
+        host="127.0.0.1:8000",
+        origin=None,
         subprotocols=(),
         extensions=(),
     )
 
 
-@pytest.mark.parametrize(
-    ("bound", "host", "origin", "allowed"),
-    [
-        ("127.0.0.1", "127.0.0.1:8000", "http://127.0.0.1:8000", True),
-        ("127.0.0.1", "localhost:8000", "http://localhost:8000", True),
-        ("127.0.0.1", "LocalHost:8000", "http://localhost:8000", True),
-        ("127.0.0.1", "[::1]:8000", "http://[::1]:8000", True),
-        ("127.0.0.1", "127.0.0.1:8000", "https://127.0.0.1:8000", True),
-        ("127.0.0.1", "127.0.0.1:8000", None, True),  # not a browser
-        # DNS rebinding: evil.example now resolves to 127.0.0.1.
-        ("127.0.0.1", "evil.example:8000", "http://evil.example:8000", False),
-        ("127.0.0.1", "localhost.:8000", "http://localhost.:8000", False),
-        ("127.0.0.1", "127.0.0.1:8000", "http://evil.example", False),
-        ("127.0.0.1", "127.0.0.1:8000", "http://127.0.0.1:9999", False),  # another local server
-        ("127.0.0.1", "127.0.0.1:8000", "null", False),
-        ("127.0.0.1", "127.0.0.1:80x", "http://127.0.0.1:80x", False),
-        ("127.0.0.1", "[evil]:80", "http://[evil]:80", False),
-        ("0.0.0.0", "192.168.1.5:8000", "http://192.168.1.5:8000", True),
-        ("0.0.0.0", "chat.example:8000", "http://chat.example:8000", False),
-        ("::", "[2001:db8::1]:8000", "http://[2001:db8::1]:8000", True),
-        ("chat.example", "chat.example", "https://chat.example", True),
-        ("chat.example", "Chat.Example:8000", "http://chat.example:8000", True),
-        ("chat.example", "evil.example", "https://evil.example", False),
-    ],
-)
-def test_origin_policy(bound: str, host: str, origin: str | None, allowed: bool) -> None:
-    check = origin_policy(ChatSettings(host=bound))
-    assert check(request(host, origin)) is allowed
-
-
-def test_origins_option_overrides_the_policy() -> None:
-    listed = server_options(ChatSettings(origins=("https://chat.example",)))
-    assert listed["origins"] == ("https://chat.example",)
-    assert callable(server_options(ChatSettings())["origins"])
-
-
-def test_the_shared_history_is_fetched_once_per_redis_session() -> None:
-    """Newcomers get the room's own copy: fetching it from Redis for each
-    one would let a huge (or hostile) history delay every newcomer."""
-    room = chat(redis="redis://127.0.0.1:6379/0", worker="w1")
-    stored = json.dumps({"type": "message", "nick": "ann", "text": "from before", "time": 1.0})
-    assert not room.history_due(False, 1)  # Redis down: nothing to fetch
-    assert room.history_due(True, 1)
-    room.seed_history(1, None)  # the fetch failed: try again with the next newcomer
-    assert room.history_due(True, 1)
-    room.seed_history(1, [stored, "not json", '{"type": "message"}'])
-    assert not room.history_due(True, 1)  # seeded for this session
-    assert room.history_due(True, 2)  # a new session may have missed events: again
-    newcomer = FakePeer()
-    room.arrive(newcomer, None)
-    [welcome] = newcomer.events
-    assert [item["text"] for item in welcome["history"]] == ["from before"]  # checked items only
+def test_only_the_chat_path_is_the_chat() -> None:
+    assert refusal(request("/ws")) is None
+    assert refusal(request("/other")) == WRONG_PATH == (1008, "the chat is at /ws")
+    assert refusal(None) == WRONG_PATH

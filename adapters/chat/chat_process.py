@@ -1,5 +1,8 @@
-"""Carrying out the room's actions: the same in the three backends but for
-how a connection is closed later, which each backend says.
+"""This process's chat: the room (`room.py`), the clients connected to this
+process, and the Redis link if any, with the room's actions carried out on
+them. The same in the three backends but for the connection handler
+(asyncio and trio share `AsyncChatProcess.handler`) and the lock the
+blocking backend holds around it all.
 
 Every step (a client arrives, says something, leaves; the hub delivers;
 time passes) is carried out on behalf of at most one client. If a step
@@ -13,57 +16,55 @@ logged here on the same terms.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
-from wsproto_core import HandshakeRequest
+from wsproto_core import HandshakeRequest, PreparedMessage
 
-from .._common import ConnectionClosed
+from .. import ConnectionClosed
+from .log import LogThrottle, logger
 from .ratelimit import UNKNOWN
 from .resp import command
 from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
-from .service import (
-    BROKEN,
-    CHANNEL,
-    HISTORY_KEY,
-    WS_PATH,
-    ChatSettings,
-    Peer,
-    fan_out,
-    logger,
-)
-
-PeerT = TypeVar("PeerT", bound=Peer)
+from .settings import CHANNEL, HISTORY_KEY, TICK, WS_PATH, ChatSettings
 
 LOG_INTERVAL = 60.0  # seconds between two log lines about the same kind of trouble
 
+SLOW = (1013, "too slow: messages piled up")
+BROKEN = (1011, "internal error")
+WRONG_PATH = (1008, f"the chat is at {WS_PATH}")
+
+
+class Peer(Protocol):
+    """What the chat needs of a connection, in every backend."""
+
+    @property
+    def remote_address(self) -> object:
+        """The peer's address: a (host, port, ...) tuple for TCP, something
+        else (or None) when the backend could not tell."""
+        ...
+
+    def send_prepared(self, message: PreparedMessage) -> int: ...
+
+    def close_nowait(self, code: int, reason: str) -> None: ...
+
 
 class Link(Protocol):
-    """What the actions need of a backend's Redis link."""
+    """What the chat needs of a backend's Redis link (`redis_link.py`)."""
+
+    sessions: int
+
+    @property
+    def up(self) -> bool: ...
 
     def send(self, *commands: bytes) -> bool: ...
 
 
-class Throttle:
-    """One log line per `interval` seconds, and a count of the others."""
-
-    __slots__ = ("_interval", "_last", "_skipped")
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self._interval = interval
-        self._last = float("-inf")
-        self._skipped = 0
-
-    def allow(self, now: float) -> int | None:
-        """None: stay quiet. Otherwise log, and say how many were not."""
-        if 0 <= now - self._last < self._interval:
-            self._skipped += 1
-            return None
-        self._last = now
-        skipped, self._skipped = self._skipped, 0
-        return skipped
+PeerT = TypeVar("PeerT", bound=Peer)
+LinkT = TypeVar("LinkT", bound=Link)
 
 
 def host_of(remote_address: object) -> str:
@@ -77,12 +78,52 @@ def host_of(remote_address: object) -> str:
     return UNKNOWN
 
 
-class ChatActions(Generic[PeerT]):
-    """The room, the clients of this process, and the Redis link if any."""
+def refusal(request: HandshakeRequest | None) -> tuple[int, str] | None:
+    """The close code and reason for a connection that is not to the chat
+    (a WebSocket opened elsewhere than WS_PATH), or None."""
+    if request is None or request.path != WS_PATH:
+        return WRONG_PATH
+    return None
 
-    redis: Link | None = None
 
-    def __init__(self, settings: ChatSettings) -> None:
+def fan_out(
+    text: str, peers: Iterable[tuple[int, Peer]], limit: int
+) -> list[tuple[int, tuple[int, str]]]:
+    """Frame `text` once and queue it for every peer, without waiting.
+
+    Returns the clients to close, each with its close code and reason:
+    those that now have more than `limit` bytes waiting (they cannot keep
+    up, and are closed with 1013 rather than buffered for without bound
+    or allowed to slow the others down), and those whose connection
+    failed in an unexpected way (1011: one broken connection must not
+    keep the message from the others).
+    """
+    message = PreparedMessage(text)
+    drop = []
+    for client, peer in peers:
+        try:
+            waiting = peer.send_prepared(message)
+        except ConnectionClosed:
+            continue  # it is going; its handler removes it
+        except Exception:
+            logger.debug("queueing for client %d failed", client, exc_info=True)
+            drop.append((client, BROKEN))
+            continue
+        if waiting > limit:
+            drop.append((client, SLOW))
+    return drop
+
+
+class ChatProcess(Generic[PeerT, LinkT]):
+    """The room, the clients of this process, and the Redis link if any:
+    `new_link(url, history, deliver)` makes it when the settings name a
+    Redis."""
+
+    def __init__(
+        self,
+        settings: ChatSettings,
+        new_link: Callable[[str, int, Callable[[str], None]], LinkT] | None = None,
+    ) -> None:
         self.settings = settings
         self.room = Room(
             RoomConfig(
@@ -95,24 +136,28 @@ class ChatActions(Generic[PeerT]):
         )
         self.clients: dict[int, PeerT] = {}
         self.ids = itertools.count(1)
-        self._failures = Throttle()
-        self._rejections = Throttle()
+        self.link: LinkT | None = None
+        if settings.redis is not None and new_link is not None:
+            self.link = new_link(settings.redis, settings.history, self.from_redis)
+        self._failures = LogThrottle(LOG_INTERVAL)
+        self._rejections = LogThrottle(LOG_INTERVAL)
         self._seeded_from: int | None = None  # the Redis session the history came from
         self._rejected_logged = 0
         self._queue: deque[Action] | None = None  # actions being carried out
 
-    def close_later(self, peer: PeerT, code: int, reason: str) -> None:
-        """Start closing `peer` without waiting for the handshake to end."""
-        raise NotImplementedError
-
     # -- the steps ---------------------------------------------------------------
 
-    def history_due(self, up: bool, session: int) -> bool:
-        """Whether to fetch the shared history: once per Redis session (the
+    def history_due(self) -> int | None:
+        """The Redis session to fetch the shared history from before the
+        next client arrives, or None: it is fetched once per session (the
         room keeps it up to date between), and only while Redis is up."""
-        return up and self._seeded_from != session
+        link = self.link
+        if link is None or not link.up or link.sessions == self._seeded_from:
+            return None
+        return link.sessions
 
     def seed_history(self, session: int, history: list[str] | None) -> None:
+        """What Redis answered (None: nothing usable) for `session`."""
         if history is not None:
             self.room.seed_history(history)
             self._seeded_from = session
@@ -164,13 +209,9 @@ class ChatActions(Generic[PeerT]):
 
     def _log_failure(self, client: int | None) -> None:
         """The traceback of what just failed, throttled."""
-        skipped = self._failures.allow(time.time())
-        if skipped is not None:
-            logger.exception(
-                "a chat step failed for client %s (%d similar failures not logged)",
-                client,
-                skipped,
-            )
+        self._failures.log(
+            logging.ERROR, time.time(), "a chat step failed for client %s", client, exc_info=True
+        )
 
     def _report_rejections(self) -> None:
         """Log what the room dropped from the hub, throttled."""
@@ -221,12 +262,12 @@ class ChatActions(Generic[PeerT]):
         elif type(action) is Publish:
             # Already broadcast here; if Redis is away, the other workers
             # miss it (as they would any event of a worker they cannot reach).
-            if self.redis is not None:
-                self.redis.send(command("PUBLISH", CHANNEL, action.text))
+            if self.link is not None:
+                self.link.send(command("PUBLISH", CHANNEL, action.text))
         elif type(action) is Store:
-            if self.redis is not None:
+            if self.link is not None:
                 length = self.settings.history
-                self.redis.send(
+                self.link.send(
                     command("RPUSH", HISTORY_KEY, action.text),
                     command("LTRIM", HISTORY_KEY, -length, -1),
                 )
@@ -242,7 +283,11 @@ class ChatActions(Generic[PeerT]):
             return
         self._step(None, lambda now: self.room.disconnect(client, now))
         try:
-            self.close_later(peer, code, reason)
+            # Never waits (a stuck peer's writer included): the core's close
+            # timer ends the connection if the peer does not answer. No task
+            # or thread per close either: closing thousands at once must not
+            # need thousands.
+            peer.close_nowait(code, reason)
         except Exception:
             self._log_failure(client)
 
@@ -258,30 +303,32 @@ class AsyncPeer(Peer, Protocol):
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 
-class AsyncHistory(Protocol):
-    sessions: int
-
-    @property
-    def up(self) -> bool: ...
+class AsyncLink(Link, Protocol):
+    """The Redis link of the asyncio or the trio backend."""
 
     async def history(self) -> list[str] | None: ...
 
 
 AsyncPeerT = TypeVar("AsyncPeerT", bound=AsyncPeer)
+AsyncLinkT = TypeVar("AsyncLinkT", bound=AsyncLink)
 
 
-class AsyncChatActions(ChatActions[AsyncPeerT]):
-    """The connection handler of the two async backends."""
+class AsyncChatProcess(ChatProcess[AsyncPeerT, AsyncLinkT]):
+    """The chat of the two async backends: their connection handler, and
+    their ticker (`sleep` is the backend's)."""
 
-    link: AsyncHistory | None = None
+    async def ticker(self, sleep: Callable[[float], Awaitable[object]]) -> None:
+        while True:
+            await sleep(TICK)
+            self.tick()
 
     async def handler(self, ws: AsyncPeerT) -> None:
-        if ws.request is None or ws.request.path != WS_PATH:
-            await ws.close(1008, f"the chat is at {WS_PATH}")
+        why = refusal(ws.request)
+        if why is not None:
+            await ws.close(*why)
             return
-        link = self.link
-        if link is not None and self.history_due(link.up, link.sessions):
-            session = link.sessions
+        link, session = self.link, self.history_due()
+        if link is not None and session is not None:
             self.seed_history(session, await link.history())
         client = self.arrive(ws, None)
         try:

@@ -1,0 +1,166 @@
+"""Serve until a signal: what `python -m adapters.echo` and `wschat` share.
+
+`serve_until_signal(backend, app, host, port, options, started)` starts a
+server on `backend` ("blocking", "asyncio" or "trio"), calls
+`started(port)`, and serves until SIGINT or SIGTERM. Then it closes the
+server (1001 Going Away to every client, waiting for them at most
+`close_timeout`), ignores those signals from then on (a second Ctrl-C must
+not turn the end of a graceful shutdown into a traceback) and returns, so
+that the command exits with 0.
+
+What is served is an `App`: for each backend, a context manager that yields
+the connection handler. Entering it may start background work (the chat's
+ticker and Redis link); leaving it, once the server is closed, stops that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+from ._common import ServerOptions
+
+if TYPE_CHECKING:
+    from . import asyncio as ws_asyncio
+    from . import blocking as ws_blocking
+    from . import trio as ws_trio
+
+BACKENDS = ("blocking", "asyncio", "trio")
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class App(Protocol):
+    """What a command serves, on each backend."""
+
+    def on_blocking(self) -> AbstractContextManager[ws_blocking.Handler]: ...
+
+    def on_asyncio(self) -> AbstractAsyncContextManager[ws_asyncio.Handler]: ...
+
+    def on_trio(self) -> AbstractAsyncContextManager[ws_trio.Handler]: ...
+
+
+def serve_until_signal(
+    backend: str,
+    app: App,
+    host: str,
+    port: int,
+    options: ServerOptions,
+    started: Callable[[int], None],
+) -> None:
+    """See the module's docstring."""
+    if backend == "blocking":
+        _serve_blocking(app, host, port, options, started)
+    elif backend == "asyncio":
+        asyncio.run(_serve_asyncio(app, host, port, options, started))
+    elif backend == "trio":
+        import trio
+
+        trio.run(_serve_trio, app, host, port, options, started)
+    else:
+        raise ValueError(f"no backend {backend!r}: one of {', '.join(BACKENDS)}")
+
+
+# -- stopping a server: the one place per backend --------------------------------
+
+
+def _stop_blocking(server: ws_blocking.Server) -> None:
+    server.close()
+
+
+async def _stop_asyncio(server: ws_asyncio.Server) -> None:
+    await server.close()
+
+
+async def _stop_trio(server: ws_trio.Server) -> None:
+    await server.close()
+
+
+# -- the three backends ----------------------------------------------------------
+
+
+def _ignore_signals() -> None:
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _serve_blocking(
+    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+) -> None:
+    from . import blocking as ws_blocking
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in SIGNALS:
+        signal.signal(signum, on_signal)
+    with app.on_blocking() as handler:
+        server = ws_blocking.serve(handler, host, port, **options)
+        try:
+            # The accept loop in a thread: the main thread waits for the
+            # signal, and stopping the server waits for that loop to end.
+            threading.Thread(target=server.serve_forever, daemon=True, name="ws-accept").start()
+            started(server.port)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            _stop_blocking(server)
+    _ignore_signals()
+
+
+async def _serve_asyncio(
+    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+) -> None:
+    from . import asyncio as ws_asyncio
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    async with app.on_asyncio() as handler:
+        server = await ws_asyncio.serve(handler, host, port, **options)
+        try:
+            started(server.port)
+            await stop.wait()
+        finally:
+            await _stop_asyncio(server)
+    for signum in SIGNALS:
+        loop.remove_signal_handler(signum)
+    _ignore_signals()
+
+
+async def _serve_trio(
+    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+) -> None:
+    import trio
+
+    from . import trio as ws_trio
+
+    stop = trio.Event()
+
+    async def on_signals(signals: AsyncIterator[int]) -> None:
+        # Keep receiving: a second Ctrl-C during the graceful shutdown
+        # must not turn into a KeyboardInterrupt.
+        async for _ in signals:
+            stop.set()
+
+    with trio.open_signal_receiver(*SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(on_signals, signals)
+            async with (
+                app.on_trio() as handler,
+                ws_trio.serve(handler, host, port, **options) as server,
+            ):
+                try:
+                    started(server.port)
+                    await stop.wait()
+                finally:
+                    await _stop_trio(server)
+            nursery.cancel_scope.cancel()
+    _ignore_signals()

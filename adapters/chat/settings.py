@@ -1,0 +1,53 @@
+"""The chat server's settings (what `wschat` takes), the names it uses on
+the wire and in Redis, and what the settings mean for the WebSocket server
+(`server_options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsproto_core import PerMessageDeflate
+
+from .. import ServerOptions
+from .origin import origin_policy
+from .page import page
+
+WS_PATH = "/ws"  # where the page opens its WebSocket
+CHANNEL = "wschat:room"  # the Redis channel of the room's events
+HISTORY_KEY = "wschat:history"  # the Redis list of the shared history
+TICK = 1.0  # seconds between the room's ticks (presence)
+# The frame for a broadcast is compressed once and shared, which needs no
+# context takeover on what the server sends.
+COMPRESSION = PerMessageDeflate(no_context_takeover=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSettings:
+    backend: str = "asyncio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    history: int = 50
+    origins: tuple[str, ...] | None = None  # None: the page's own origin
+    redis: str | None = None
+    workers: int = 1
+    # Room for any text of MAX_TEXT characters however it is escaped: a
+    # character outside the BMP as JSON's \uXXXX\uXXXX is 12 bytes.
+    max_message_size: int = 32 * 1024
+    rate: float = 2.0
+    burst: int = 10
+    max_connections_per_ip: int = 20
+    client_buffer: int = 1 << 20  # bytes waiting for a client before it is dropped
+    worker: str = "w0"
+
+
+def server_options(settings: ChatSettings) -> ServerOptions:
+    """The WebSocket server's options, the same on every backend."""
+    origins = settings.origins
+    return {
+        "max_message_size": settings.max_message_size,
+        "max_connections_per_ip": settings.max_connections_per_ip,
+        "origins": origin_policy(settings.host) if origins is None else origins,
+        "http_handler": page,
+        "compression": COMPRESSION,
+        "reuse_port": settings.workers > 1,
+    }
