@@ -65,18 +65,11 @@ def ours_trio(port: int) -> None:
             await conn.send(message)
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                lambda task_status: ws.serve(
-                    echo,
-                    "127.0.0.1",
-                    port,
-                    task_status=task_status,
-                    max_message_size=LIMIT,
-                    ping_interval=None,
-                )
-            )
+        async with ws.serve(
+            echo, "127.0.0.1", port, max_message_size=LIMIT, ping_interval=None
+        ) as server:
             ready()
+            await server.serve_forever()
 
     trio.run(main)
 

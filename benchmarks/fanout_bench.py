@@ -1,7 +1,7 @@
-"""Broadcast fan-out on asyncio: ours against websockets, aiohttp and picows.
+"""Broadcast fan-out: our three adapters against websockets, aiohttp and picows.
 
     python benchmarks/fanout_bench.py                   # N = 100 and 1,000
-    python benchmarks/fanout_bench.py --receivers 100 --impls ours,websockets
+    python benchmarks/fanout_bench.py --receivers 100 --impls ours-asyncio,websockets
 
 One sender and N receivers, the receivers spread over several processes of
 raw sockets (they count frames and nothing else, so that they cost the
@@ -10,13 +10,18 @@ server's CPU as little as possible on a small machine). For each server
 
 - deliveries per second: the sender writes M messages at once, and the
   clock runs until every receiver has all M of them (M x N deliveries);
-- time to reach all N: the sender sends one message, and the clock runs
-  until the last receiver has it; the median of several such messages,
-  sent one after the other.
+- time to the first and to the last subscriber: the sender sends one
+  message, and the clock runs until the first receiver has it, and until
+  the last one (of N) has it; p50 and p99 over every such message of every
+  round (`--probes` per round, sent one after the other, each once the
+  receivers are watching for it).
 
 Every server gets the same messages (96-byte text frames) and the same
-receivers, and runs alone. Ratios compare ours with each peer in the same
-run.
+receivers, and runs alone. The ratio column compares the first server of
+`--impls` (ours-asyncio by default) with each of the others, in the same
+run. The receivers stamp a frame when they have read it, so the times
+include their own scheduling (4 processes sharing the machine with the
+server): on a small machine the last subscriber's time is partly theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -107,9 +113,9 @@ class FrameCounter:
 
 def receiver(port: int, connections: int, pipe: Connection) -> None:
     """One receiver process: open `connections`, then on each order from the
-    parent wait for that many text frames on every connection, and report
-    when the last one arrived (time.monotonic, the same clock in every
-    process)."""
+    parent say "armed" and wait for that many text frames on every
+    connection, and report when the first and the last connection got there
+    (time.monotonic, the same clock in every process)."""
     raise_fd_limit()
     socks = [handshake(port) for _ in range(connections)]
     selector = selectors.DefaultSelector()
@@ -124,8 +130,10 @@ def receiver(port: int, connections: int, pipe: Connection) -> None:
         if order is None:
             break
         target, deadline = order
+        pipe.send("armed")
         remaining = sum(1 for c in counters.values() if c.count < target)
-        last = time.monotonic()
+        first = last = time.monotonic()
+        reached = connections - remaining
         while remaining and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.5):
                 sock = key.fileobj
@@ -141,9 +149,20 @@ def receiver(port: int, connections: int, pipe: Connection) -> None:
                 if before < target <= counter.count:
                     remaining -= 1
                     last = time.monotonic()
-        pipe.send((remaining, last))
+                    if not reached:
+                        first = last
+                    reached += 1
+        pipe.send((remaining, first, last))
     for sock in socks:
         sock.close()
+
+
+def drain(sock: socket.socket) -> None:
+    """Read and drop what the server sends the sender (its own copies of
+    the broadcast), so that a server writing to it never waits for room."""
+    with contextlib.suppress(OSError):
+        while sock.recv(1 << 20):
+            pass
 
 
 def run_server(impl: str, port: int) -> subprocess.Popen[str]:
@@ -168,15 +187,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(impl: str, receivers: int, messages: int, probes: int) -> tuple[float, float]:
-    """(deliveries per second, median seconds for one message to reach all)."""
+class Result:
+    """One server's run: deliveries per second, and per probe message the
+    seconds until the first and until the last receiver had it."""
+
+    def __init__(self, rate: float, first: list[float], last: list[float]) -> None:
+        self.rate = rate
+        self.first = first
+        self.last = last
+
+
+def measure(impl: str, receivers: int, messages: int, probes: int) -> Result:
     port = free_port()
     server = run_server(impl, port)
     context = multiprocessing.get_context("fork")
     pipes, workers = [], []
+    sender: socket.socket | None = None
     try:
         share = [receivers // PROCESSES + (i < receivers % PROCESSES) for i in range(PROCESSES)]
         for count in share:
+            if not count:
+                continue
             parent, child = context.Pipe()
             worker = context.Process(target=receiver, args=(port, count, child), daemon=True)
             worker.start()
@@ -186,37 +217,45 @@ def measure(impl: str, receivers: int, messages: int, probes: int) -> tuple[floa
             assert pipe.recv() == "ready"
         sender = handshake(port)
         sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=drain, args=(sender,), daemon=True).start()
         time.sleep(0.5)  # let the server register every handler
         expected = 0
 
-        def wait_all(target: int, timeout: float) -> float:
+        def arm(target: int, timeout: float) -> None:
             for pipe in pipes:
                 pipe.send((target, time.monotonic() + timeout))
+            for pipe in pipes:
+                assert pipe.recv() == "armed"
+
+        def collect(target: int) -> tuple[float, float]:
             results = [pipe.recv() for pipe in pipes]
             missing = sum(r[0] for r in results)
             if missing:
                 raise RuntimeError(f"{impl}: {missing} receivers short of {target} messages")
-            return max(r[1] for r in results)
+            return min(r[1] for r in results), max(r[2] for r in results)
 
         # Latency: one message at a time.
-        latencies = []
+        firsts, lasts = [], []
         frame = masked_text(PAYLOAD)
         for _ in range(probes):
+            expected += 1
+            arm(expected, 60)
             start = time.monotonic()
             sender.sendall(frame)
-            expected += 1
-            latencies.append(wait_all(expected, 60) - start)
-        # Throughput: M messages at once. The sender's own copies pile up
-        # unread in its socket: drain them as we go.
+            first, last = collect(expected)
+            firsts.append(first - start)
+            lasts.append(last - start)
+        # Throughput: M messages at once.
         batch = frame * messages
+        expected += messages
+        arm(expected, 120)
         start = time.monotonic()
         sender.sendall(batch)
-        expected += messages
-        end = wait_all(expected, 120)
-        rate = messages * receivers / (end - start)
-        sender.close()
-        return rate, statistics.median(latencies)
+        _, end = collect(expected)
+        return Result(messages * receivers / (end - start), firsts, lasts)
     finally:
+        if sender is not None:
+            sender.close()
         for pipe in pipes:
             with contextlib.suppress(OSError):
                 pipe.send(None)
@@ -225,38 +264,59 @@ def measure(impl: str, receivers: int, messages: int, probes: int) -> tuple[floa
             if worker.is_alive():
                 worker.kill()
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--receivers", default="100,1000")
-    parser.add_argument("--impls", default="ours,websockets,aiohttp,picows")
+    parser.add_argument(
+        "--impls",
+        default="ours-asyncio,ours-blocking,ours-trio,websockets,websockets-threaded,aiohttp,picows",
+        help="servers of benchmarks/fanout_servers.py; the first is the ratios' base",
+    )
     parser.add_argument("--messages", type=int, default=0, help="per throughput run (auto)")
-    parser.add_argument("--probes", type=int, default=21, help="latency samples")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per cell (median)")
+    parser.add_argument("--probes", type=int, default=100, help="latency samples per round")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per cell")
     args = parser.parse_args()
     raise_fd_limit()
     impls = args.impls.split(",")
-    print(f"Python {sys.version.split()[0]}; median of {args.rounds} rounds, impls interleaved\n")
+    base = impls[0]
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.rounds} rounds, "
+        f"impls interleaved; deliveries/s: median of the rounds; times: p50/p99 of "
+        f"{args.rounds} x {args.probes} messages\n"
+    )
     for receivers in (int(n) for n in args.receivers.split(",")):
         messages = args.messages or max(50, 300_000 // receivers)
-        rates: dict[str, list[float]] = {impl: [] for impl in impls}
-        latencies: dict[str, list[float]] = {impl: [] for impl in impls}
+        results: dict[str, list[Result]] = {impl: [] for impl in impls}
         for _ in range(args.rounds):
             for impl in impls:
-                rate, latency = measure(impl, receivers, messages, args.probes)
-                rates[impl].append(rate)
-                latencies[impl].append(latency)
+                results[impl].append(measure(impl, receivers, messages, args.probes))
         print(f"N = {receivers} receivers, {messages} messages per throughput run\n")
-        print("| server | deliveries/s | time to reach all N | ours vs it (deliveries/s) |")
-        print("|---|---|---|---|")
-        ours = statistics.median(rates["ours"]) if "ours" in rates else None
+        print(
+            f"| server | deliveries/s | first p50 | first p99 | last p50 | last p99 "
+            f"| {base} vs it (deliveries/s) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        rates = {impl: statistics.median(r.rate for r in results[impl]) for impl in impls}
         for impl in impls:
-            rate = statistics.median(rates[impl])
-            latency = statistics.median(latencies[impl])
-            ratio = f"{ours / rate:.2f}x" if ours is not None and impl != "ours" else ""
-            print(f"| {impl} | {rate:,.0f} | {latency * 1000:.2f} ms | {ratio} |")
+            firsts = [t for r in results[impl] for t in r.first]
+            lasts = [t for r in results[impl] for t in r.last]
+            times = [percentile(ts, q) * 1000 for ts in (firsts, lasts) for q in (0.5, 0.99)]
+            ratio = f"{rates[base] / rates[impl]:.2f}x" if impl != base else ""
+            cells = " | ".join(f"{t:.2f} ms" for t in times)
+            print(f"| {impl} | {rates[impl]:,.0f} | {cells} | {ratio} |")
         print()
     return 0
 

@@ -1,13 +1,26 @@
 """Broadcast servers for the fan-out benchmark, one per implementation.
 
-    python benchmarks/fanout_servers.py --impl ours --port 9001
+    python benchmarks/fanout_servers.py --impl ours-asyncio --port 9001
 
 Each keeps every open connection in a set and sends each message it
 receives to all of them, the way each library's documentation suggests:
-ours frames it once (`PreparedMessage`) and queues it with
-`send_prepared`; websockets uses its `broadcast()`; aiohttp awaits
-`send_str` per connection; picows calls `transport.send` per connection.
-All run on the default asyncio loop and print "ready" once listening.
+
+- ours (asyncio, trio and blocking alike) frames it once
+  (`PreparedMessage`) and queues it with `send_prepared`, which never
+  waits; a peer with more than 1 MiB waiting is closed with 1013. The
+  blocking server does it from the sender's handler thread, under the lock
+  that guards the set (the way the chat does it);
+- websockets (asyncio) uses its `broadcast()`;
+- websockets-threaded (websockets.sync) uses the sync `broadcast()` its
+  documentation offers (`websockets.sync.server.broadcast` with
+  `server.connections`: it writes through a fresh thread pool per call);
+  websockets-threaded-send calls `send()` on each connection in turn from
+  the sender's handler thread, the plain loop a sync user would write;
+- aiohttp awaits `send_str` per connection; picows calls `transport.send`
+  per connection.
+
+The asyncio ones run on the default asyncio loop. Each prints "ready" once
+listening. `ours` is an alias of `ours-asyncio`.
 """
 
 from __future__ import annotations
@@ -15,18 +28,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
+from typing import Any
 
 from e2e_servers import forever, raise_fd_limit, ready
 
 LIMIT = 1 << 20
 
 
-def ours(port: int) -> None:
+def ours_asyncio(port: int) -> None:
     from adapters import asyncio as ws
     from wsproto_core import PreparedMessage
 
     clients: set[ws.WebSocket] = set()
-    closing: set[asyncio.Task[None]] = set()
 
     async def handler(conn: ws.WebSocket) -> None:
         clients.add(conn)
@@ -35,9 +49,7 @@ def ours(port: int) -> None:
                 prepared = PreparedMessage(message)
                 for client in clients:
                     if client.send_prepared(prepared) > LIMIT:  # too slow: drop it
-                        task = asyncio.ensure_future(client.close(1013, "too slow"))
-                        closing.add(task)
-                        task.add_done_callback(closing.discard)
+                        client.close_nowait(1013, "too slow")
         finally:
             clients.discard(conn)
 
@@ -47,6 +59,65 @@ def ours(port: int) -> None:
         await forever()
 
     asyncio.run(main())
+
+
+def ours_blocking(port: int) -> None:
+    from adapters import blocking as ws
+    from wsproto_core import PreparedMessage
+
+    clients: set[ws.WebSocket] = set()
+    lock = threading.Lock()  # the set is shared by every handler's thread
+
+    def handler(conn: ws.WebSocket) -> None:
+        with lock:
+            clients.add(conn)
+        try:
+            for message in conn:
+                prepared = PreparedMessage(message)
+                with lock:  # send_prepared never waits: holding it is cheap
+                    for client in clients:
+                        try:
+                            waiting = client.send_prepared(prepared)
+                        except ws.ConnectionClosed:
+                            continue  # it is going; its handler removes it
+                        if waiting > LIMIT:  # too slow: drop it
+                            client.close_nowait(1013, "too slow")
+        finally:
+            with lock:
+                clients.discard(conn)
+
+    server = ws.serve(handler, "127.0.0.1", port, ping_interval=None, compression=None)
+    ready()
+    server.serve_forever()
+
+
+def ours_trio(port: int) -> None:
+    import trio
+
+    from adapters import trio as ws
+    from wsproto_core import PreparedMessage
+
+    clients: set[ws.WebSocket] = set()
+
+    async def handler(conn: ws.WebSocket) -> None:
+        clients.add(conn)
+        try:
+            async for message in conn:
+                prepared = PreparedMessage(message)
+                for client in clients:
+                    if client.send_prepared(prepared) > LIMIT:  # too slow: drop it
+                        client.close_nowait(1013, "too slow")
+        finally:
+            clients.discard(conn)
+
+    async def main() -> None:
+        async with ws.serve(
+            handler, "127.0.0.1", port, ping_interval=None, compression=None
+        ) as server:
+            ready()
+            await server.serve_forever()
+
+    trio.run(main)
 
 
 def websockets_server(port: int) -> None:
@@ -68,6 +139,37 @@ def websockets_server(port: int) -> None:
             await forever()
 
     asyncio.run(main())
+
+
+def websockets_threaded(port: int, documented_broadcast: bool) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import broadcast, serve
+
+    clients: set[Any] = set()
+    lock = threading.Lock()
+
+    def handler(conn: Any) -> None:
+        with lock:
+            clients.add(conn)
+        try:
+            for message in conn:
+                if documented_broadcast:
+                    broadcast(server.connections, message)
+                    continue
+                with lock:
+                    peers = list(clients)
+                for client in peers:
+                    try:
+                        client.send(message)
+                    except ConnectionClosed:
+                        continue  # it is going; its handler removes it
+        finally:
+            with lock:
+                clients.discard(conn)
+
+    with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None) as server:
+        ready()
+        server.serve_forever()
 
 
 def aiohttp_server(port: int) -> None:
@@ -131,20 +233,25 @@ def picows_server(port: int) -> None:
 
 
 IMPLEMENTATIONS = {
-    "ours": ours,
+    "ours-asyncio": ours_asyncio,
+    "ours-blocking": ours_blocking,
+    "ours-trio": ours_trio,
     "websockets": websockets_server,
+    "websockets-threaded": lambda port: websockets_threaded(port, True),
+    "websockets-threaded-send": lambda port: websockets_threaded(port, False),
     "aiohttp": aiohttp_server,
     "picows": picows_server,
 }
+ALIASES = {"ours": "ours-asyncio"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--impl", choices=sorted(IMPLEMENTATIONS), required=True)
+    parser.add_argument("--impl", choices=[*IMPLEMENTATIONS, *ALIASES], required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     raise_fd_limit()
-    IMPLEMENTATIONS[args.impl](args.port)
+    IMPLEMENTATIONS[ALIASES.get(args.impl, args.impl)](args.port)
     return 0
 
 

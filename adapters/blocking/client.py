@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-import ssl as ssl_module
+import ssl
 from typing import Unpack
 
 from .._common import (
@@ -17,6 +17,7 @@ from ..errors import (
     HandshakeError,
 )
 from .connection import WebSocket
+from .tls import TLSWire
 
 
 def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
@@ -27,16 +28,21 @@ def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
         sock = socket.create_connection((uri.host, uri.port), timeout=settings.open_timeout)
     except TimeoutError:
         raise HandshakeError(None, "opening handshake timed out") from None
+    tls = None
     try:
         no_delay(sock)
-        if uri.secure:
-            context = settings.ssl or ssl_module.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=uri.host)
         sock.settimeout(None)
-    except (OSError, ssl_module.SSLError):
+        if uri.secure:
+            context = settings.ssl or ssl.create_default_context()
+            tls = TLSWire(context, server_side=False, server_hostname=uri.host)
+            tls.handshake(sock, settings.open_timeout)
+    except TimeoutError:
+        sock.close()
+        raise HandshakeError(None, "opening handshake timed out") from None
+    except OSError:  # (ssl.SSLError too: an untrusted certificate, say)
         sock.close()
         raise
-    ws = WebSocket(sock, new_client_core(uri, settings), settings)
+    ws = WebSocket(sock, new_client_core(uri, settings), settings, tls=tls)
     if not ws._handshake():
         raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
     return ws

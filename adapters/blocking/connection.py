@@ -1,7 +1,29 @@
-"""One connection on blocking sockets: a reader thread beside the
-application's threads. What it does is the driver's (`adapters._driver`);
-this module only waits with a condition and writes with `sendall`, in
-the lock order written on `WebSocket`.
+"""One connection on blocking sockets. What it does is the driver's
+(`adapters._driver`); this module only waits with a condition and writes
+with `sendall` (or without blocking), with threads.
+
+The threading model, the same for plain and TLS connections (TLS is done in
+memory, see `tls.py`, so every socket is a plain socket to every thread):
+
+- a reader thread per connection reads, feeds the driver, runs the core's
+  timers while it waits, and writes what the core answers on its own
+  (pongs, the close reply) unless a sender is writing, who then takes them;
+- the application's threads call `recv` (waiting on the condition) and
+  `send` (writing with `sendall` under the write lock: the peer's reading
+  pace is the backpressure);
+- `send_prepared` and `close_nowait` never block: they write what the socket
+  takes at once, and one housekeeper thread per process (`housekeeper.py`)
+  finishes the rest and runs close timers started from outside the reader.
+
+Lock order (a thread holding one may take only those after it):
+
+    _message_lock -> _write_lock -> _lock (the driver, the core) -> TLSWire's lock
+
+The housekeeper's lock and the server's admission lock are leaves, taken
+under none of these but `_lock` (admission, by the handshake policy). A
+thread that must wait for the write lock while holding `_lock` releases
+`_lock` first; the reader never waits for the write lock except for pongs
+owed past `write_limit`, and then with the timers running.
 """
 
 from __future__ import annotations
@@ -11,7 +33,7 @@ import logging
 import math
 import select
 import socket
-import ssl as ssl_module
+import ssl
 import struct
 import threading
 import time
@@ -34,11 +56,11 @@ from .._driver import (
     RequestPolicy,
 )
 from ..errors import (
-    ConnectionClosed,
     ConnectionClosedOK,
 )
 from . import housekeeper
 from .housekeeper import _start_thread
+from .tls import TLSWire
 
 logger = logging.getLogger(__name__)
 _now = time.monotonic
@@ -63,9 +85,11 @@ class WebSocket(ConnectionView):
         settings: Settings,
         *,
         on_request: RequestPolicy | None = None,
+        tls: TLSWire | None = None,
     ) -> None:
         self._driver = Driver(core, settings, on_request=on_request)
-        self._sock = sock
+        self._sock = sock  # a plain socket, TLS or not (see tls.py)
+        self._tls = tls
         self._core = core
         self._settings = settings
         self._lock = threading.Lock()  # guards the core and the queue
@@ -76,10 +100,6 @@ class WebSocket(ConnectionView):
         self._message_lock = threading.Lock()  # one message at a time, fragments included
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
-        # TLS only: an SSL socket cannot be written without blocking while
-        # the reader blocks on it, so send_prepared's writes have a thread.
-        self._writer: threading.Thread | None = None
-        self._writer_wake = threading.Event()
         self._backlog = 0  # bytes of prepared frames queued and not yet taken
         self._in_flight = 0  # bytes being written by a blocking write
         # What a write without blocking left over; every writer sends it
@@ -181,11 +201,8 @@ class WebSocket(ConnectionView):
                 driver.queue_send(message, final=final, compress=compress)
                 chunks, should_close = driver.output()
                 self._backlog = 0  # prepared frames go out with this write
-            if self._unsent:
-                chunks.insert(0, bytes(self._unsent))
-                self._unsent.clear()
             try:
-                for chunk in chunks:
+                for chunk in self._wire(chunks):
                     self._sock.sendall(chunk)
             except OSError:
                 should_close = True
@@ -205,10 +222,7 @@ class WebSocket(ConnectionView):
         so a broadcast to N peers costs no thread per peer."""
         with self._lock:
             self._backlog += self._driver.queue_prepared(message)
-        if isinstance(self._sock, ssl_module.SSLSocket):
-            self._wake_tls_writer()
-        else:
-            self._write_soon()
+        self._write_soon()
         return self._backlog + len(self._unsent) + self._in_flight
 
     def _write_nonblocking(self) -> bool:
@@ -217,6 +231,8 @@ class WebSocket(ConnectionView):
         with self._lock:
             chunks, should_close = self._driver.output()
             self._backlog = 0
+        if self._tls is not None:
+            chunks = self._tls.encrypt(chunks)
         unsent = self._unsent
         for chunk in chunks:
             unsent += chunk
@@ -243,7 +259,7 @@ class WebSocket(ConnectionView):
             if not done:
                 housekeeper.current().watch(self)
                 return
-            if not self._core.has_data_to_send and not self._unsent:
+            if not self._owes_bytes():
                 return
             if not self._write_lock.acquire(blocking=False):
                 return
@@ -260,23 +276,6 @@ class WebSocket(ConnectionView):
         # again (the caller goes on watching while `done` is False).
         self._release_nonblocking(True)
         return done
-
-    def _wake_tls_writer(self) -> None:
-        if self._writer is None:
-            self._writer = _start_thread(self._run_writer, "ws-writer")
-            if self._writer is None:  # out of threads: this connection cannot go on
-                self._abort()
-                raise self._driver.closed_error()
-        self._writer_wake.set()
-
-    def _run_writer(self) -> None:
-        while True:
-            self._writer_wake.wait()
-            self._writer_wake.clear()
-            if self._closed.is_set():
-                return
-            with self._writing():
-                self._write_pending()
 
     def ping(self, data: bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping, wait for its pong; returns the round trip in seconds."""
@@ -334,12 +333,9 @@ class WebSocket(ConnectionView):
     def _write_soon(self) -> None:
         """Start writing what the core queued without blocking the caller
         (a broadcaster holding its room's lock, say): what the socket does
-        not take at once is left to the housekeeper (to the writer thread on
-        TLS), and to the writer in there if there is one."""
-        if isinstance(self._sock, ssl_module.SSLSocket):
-            with contextlib.suppress(ConnectionClosed):
-                self._wake_tls_writer()
-        elif self._write_lock.acquire(blocking=False):
+        not take at once is left to the housekeeper, and to the writer in
+        there if there is one."""
+        if self._write_lock.acquire(blocking=False):
             self._release_nonblocking(self._write_nonblocking())
 
     def wait_closed(self, timeout: float | None = None) -> bool:
@@ -360,11 +356,8 @@ class WebSocket(ConnectionView):
             # bytes go out: before the peer can see the end and come back)
             chunks, should_close = self._driver.output()
             self._in_flight, self._backlog = self._backlog, 0
-        if self._unsent:
-            chunks.insert(0, bytes(self._unsent))
-            self._unsent.clear()
         try:
-            for chunk in chunks:
+            for chunk in self._wire(chunks):
                 self._sock.sendall(chunk)
         except OSError:
             self._abort()
@@ -372,6 +365,24 @@ class WebSocket(ConnectionView):
             self._in_flight = 0
         if should_close:
             self._abort()
+
+    def _wire(self, chunks: list[bytes]) -> list[bytes]:
+        """What goes on the socket for `chunks`, in order: the bytes a write
+        without blocking left over, then `chunks` (as TLS records on a TLS
+        connection). The caller holds the write lock."""
+        if self._tls is not None:
+            chunks = self._tls.encrypt(chunks)
+        if self._unsent:
+            chunks.insert(0, bytes(self._unsent))
+            self._unsent.clear()
+        return chunks
+
+    def _owes_bytes(self) -> bool:
+        """Whether anything waits to be written (read without the write lock)."""
+        tls = self._tls
+        return bool(
+            self._core.has_data_to_send or self._unsent or (tls is not None and tls.has_records)
+        )
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -418,13 +429,12 @@ class WebSocket(ConnectionView):
     def _release_writer(self) -> None:
         """Release the write lock, then pick up what a reader queued while
         we held it and could not wait for us."""
-        core = self._core
         while True:
             self._write_lock.release()
             # Unlocked read: the reader queues under the core lock *before*
             # trying the write lock, so anything it gave up on is visible here.
             # (_unsent too: the housekeeper leaves it to whoever holds the lock.)
-            if not core.has_data_to_send and not self._unsent:
+            if not self._owes_bytes():
                 return
             if not self._write_lock.acquire(blocking=False):
                 return  # someone else writes now, and will look again when done
@@ -467,7 +477,6 @@ class WebSocket(ConnectionView):
                 self._driver.transport_lost(_now())
                 self._closed.set()
                 self._changed.notify_all()
-            self._writer_wake.set()  # let a writer thread end
         finally:
             if writing:
                 self._write_lock.release()
@@ -494,8 +503,6 @@ class WebSocket(ConnectionView):
         """Sleep until data or the core's next deadline; False on a deadline."""
         with self._lock:
             deadline = self._driver.deadline(_now())
-        if isinstance(self._sock, ssl_module.SSLSocket) and self._sock.pending():
-            return True
         timeout = None if deadline is None else max(0, math.ceil((deadline - _now()) * 1000))
         if poller.poll(timeout):
             return True
@@ -508,12 +515,23 @@ class WebSocket(ConnectionView):
         """Read and process one chunk; False once the connection is over."""
         try:
             data = self._sock.recv(READ_SIZE)
-        except (OSError, ssl_module.SSLError):
+        except OSError:
             data = b""
+        ended = not data
+        if data and self._tls is not None:
+            try:
+                data, ended = self._tls.decrypt(data)
+            except ssl.SSLError:  # a corrupt record: nothing more can be read
+                data, ended = b"", True
+            if not data and not ended and not self._tls.has_records:
+                return True  # part of a record: read on
         with self._lock:
             driver = self._driver
-            self._wake(driver.received(data, _now()) if data else driver.eof(_now()))
-            done = self._core.should_close_transport or not data
+            if data:
+                self._wake(driver.received(data, _now()))
+            if ended:
+                self._wake(driver.eof(_now()))
+            done = self._core.should_close_transport or ended
         self._flush_from_reader()
         return not done
 
@@ -565,6 +583,12 @@ class WebSocket(ConnectionView):
         poller = _poller(self._sock)
         with self._writing():
             self._write_pending()  # the client's request
+        if self._tls is not None:  # what came with the TLS handshake's last flight
+            early, _ = self._tls.decrypt(b"")
+            if early:
+                with self._lock:
+                    self._wake(self._driver.received(early, _now()))
+                self._flush_from_reader()
         core = self._core
         while not core.should_close_transport and core.state is State.CONNECTING:
             if self._wait_readable(poller):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl as ssl_module
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from .._driver import (
 )
 from .._listening import listen, no_delay
 from .connection import WebSocket
+from .tls import TLSWire
 
 logger = logging.getLogger(__name__)
 _now = time.monotonic
@@ -120,23 +120,24 @@ class Server:
         try:
             ip = str(address[0])
             no_delay(sock)
+            tls = None
             if self.settings.ssl is not None:
-                sock.settimeout(self.settings.open_timeout)
-                sock = self.settings.ssl.wrap_socket(sock, server_side=True)
-                sock.settimeout(None)
+                tls = TLSWire(self.settings.ssl, server_side=True)
+                tls.handshake(sock, self.settings.open_timeout)
             admission = self.admission
             ws = WebSocket(
                 sock,
                 self.settings.new_server_core(),
                 self.settings,
                 on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+                tls=tls,
             )
             ws.remote_address = address
             self.connections.add(ws)
             if ws._handshake():
                 self._run_handler(ws)
-        except (OSError, ssl_module.SSLError):
-            pass  # the peer went away (or was never quite there)
+        except OSError:  # (ssl.SSLError too) the peer went away, or was never quite there
+            pass
         except Exception:
             logger.exception("connection failed")
         finally:

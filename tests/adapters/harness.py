@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,7 +23,7 @@ import trio
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
 from adapters import trio as ws_trio
-from wsproto_core import PreparedMessage
+from wsproto_core import PreparedMessage, State
 
 BACKENDS = ["blocking", "asyncio", "trio"]
 TIMEOUT = 10.0
@@ -30,6 +31,11 @@ TIMEOUT = 10.0
 FLOOD_RESULTS: list[tuple[int, int]] = []
 FLOOD_TARGET = 4 << 20
 PREPARED = PreparedMessage("prepared " * 100)
+# "/take": the handler takes one message per token the test puts in
+# TAKE_TOKENS (and nothing otherwise), and appends it to TAKEN.
+TAKE_TOKENS: queue.SimpleQueue[None] = queue.SimpleQueue()
+TAKEN: list[str | bytes] = []
+TAKE_POLLS = 2000  # at 10 ms each: the handler gives up after some 20 s
 
 
 class AsyncioThread:
@@ -125,6 +131,17 @@ async def async_handler(ws: Any, sleep: Callable[[float], Awaitable[None]]) -> N
         FLOOD_RESULTS.append((waiting, sends))
     elif path == "/fail":
         raise RuntimeError("handler bug")
+    elif path == "/take":  # take a message only when the test says so
+        for _ in range(TAKE_POLLS):
+            if ws.state is State.CLOSED:
+                return
+            try:
+                TAKE_TOKENS.get_nowait()
+            except queue.Empty:
+                await sleep(0.01)
+            else:
+                TAKEN.append(await ws.recv())
+        return
     async for message in ws:
         await ws.send(message)
 
@@ -156,6 +173,17 @@ def sync_handler(ws: ws_blocking.WebSocket) -> None:
         FLOOD_RESULTS.append((waiting, sends))
     elif path == "/fail":
         raise RuntimeError("handler bug")
+    elif path == "/take":
+        for _ in range(TAKE_POLLS):
+            if ws.state is State.CLOSED:
+                return
+            try:
+                TAKE_TOKENS.get_nowait()
+            except queue.Empty:
+                time.sleep(0.01)
+            else:
+                TAKEN.append(ws.recv(timeout=TIMEOUT))
+        return
     for message in ws:
         ws.send(message)
 
