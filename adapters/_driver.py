@@ -418,45 +418,6 @@ def close_after_handler(error: Exception | None) -> tuple[int, str]:
     return CloseCode.INTERNAL_ERROR, "internal error"
 
 
-class ConnectionView:
-    """The read-only face of a connection, the same in every backend."""
-
-    _driver: Driver
-
-    @property
-    def request(self) -> HandshakeRequest:
-        """The upgrade request this server connection accepted (a server
-        handler always has one; a client connection has none)."""
-        request = self._driver.request
-        if request is None:
-            raise AttributeError("a client connection has no upgrade request")
-        return request
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self._driver.core.subprotocol
-
-    @property
-    def state(self) -> State:
-        return self._driver.core.state
-
-    @property
-    def extensions(self) -> tuple[str, ...]:
-        """The extensions in effect, as the server's response spelled them
-        (such as "permessage-deflate; server_max_window_bits=12")."""
-        return tuple(str(extension) for extension in self._driver.core.extensions)
-
-    @property
-    def close_code(self) -> int | None:
-        """How the connection ended: the peer's close code, ours if it
-        failed, 1006 if no close frame was exchanged; None while open."""
-        return self._driver.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self._driver.core.close_reason
-
-
 class Reassembly:
     """Joins the fragments of one message for recv().
 
@@ -502,6 +463,11 @@ class Reassembly:
 
 
 # -- the server's answers -------------------------------------------------------
+
+
+def server_policy(admission: Admission, ip: str) -> RequestPolicy:
+    """The policy of a server connection from `ip`: see `answer_handshake`."""
+    return lambda driver, request: answer_handshake(driver, request, admission, ip)
 
 
 def answer_handshake(

@@ -7,19 +7,10 @@ import ssl as ssl_module
 from collections.abc import Generator
 from typing import Any, Unpack
 
-from wsproto_core import (
-    ClientConnection,
-)
+from wsproto_core import ClientConnection
 
-from .._common import (
-    ClientOptions,
-    Settings,
-    new_client_core,
-    parse_uri,
-)
-from ..errors import (
-    HandshakeError,
-)
+from .._common import ClientOptions, Settings, new_client_core, parse_uri
+from ..errors import HandshakeError
 from .connection import WebSocket, _Protocol
 
 

@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from wsproto_core import (
-    Connection,
-    HandshakeRequest,
-    PreparedMessage,
-)
+from wsproto_core import Connection, HandshakeRequest, PreparedMessage
 from wsproto_core.events import Event
 
-from .._common import (
-    Message,
-    Settings,
-    amark_final,
-)
-from .._driver import (
-    CloseStep,
-    ConnectionView,
-    Driver,
-    Wake,
-    answer_handshake,
-)
-from ..errors import (
-    ConnectionClosedOK,
-)
+from .._common import Message, Settings, amark_final
+from .._driver import CloseStep, Driver, Wake, answer_handshake
+from .._view import AsyncConnectionView
 
 if TYPE_CHECKING:
     from .server import Server
@@ -40,7 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class WebSocket(ConnectionView):
+class WebSocket(AsyncConnectionView):
     """One WebSocket connection, either role.
 
     `recv()` / `async for` return whole messages; `recv_streaming()` yields
@@ -78,43 +62,9 @@ class WebSocket(ConnectionView):
 
     # -- receiving -----------------------------------------------------------
 
-    async def recv(self) -> Message:
-        """The next whole message: str for text, bytes for binary."""
-        driver = self._driver
-        if not driver.receiving:
-            message = driver.take_message()  # the common case: one waiting
-            if message is not None:
-                if not self._reading:
-                    self._steer_reading()
-                return message
-        driver.begin_receive()
-        try:
-            while (message := driver.take_message()) is None:
-                await self._wait_for_messages()
-            if not self._reading:
-                self._steer_reading()
-            return message
-        finally:
-            driver.end_receive()
-
-    async def recv_streaming(self) -> AsyncIterator[Message]:
-        """Yield the next message in pieces as they arrive (bounded memory
-        for messages of any size)."""
-        driver = self._driver
-        driver.begin_receive()
-        try:
-            for part in driver.take_leftover():  # left by a cancelled recv()
-                yield part
-            while True:
-                while (fragment := driver.take_fragment()) is None:
-                    await self._wait_for_messages()
-                if not self._reading:
-                    self._steer_reading()
-                yield fragment.data
-                if fragment.final:
-                    return
-        finally:
-            driver.end_receive()
+    def _taken(self) -> None:
+        if not self._reading:
+            self._steer_reading()
 
     async def _wait_for_messages(self) -> None:
         driver = self._driver
@@ -138,15 +88,6 @@ class WebSocket(ConnectionView):
                 self._transport.resume_reading()
             else:
                 self._transport.pause_reading()
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     # -- sending -------------------------------------------------------------
 

@@ -9,14 +9,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Unpack
 
 from .._admission import AcceptFailures, Admission, let_in
-from .._common import (
-    ServerOptions,
-    Settings,
-)
-from .._driver import (
-    close_after_handler,
-)
+from .._common import ServerOptions, Settings
 from .._listening import bind_all
+from .._view import run_handler
 from .connection import WebSocket, _Protocol
 
 logger = logging.getLogger(__name__)
@@ -54,14 +49,7 @@ class Server:
             self.admission.depart()
 
     async def run_handler(self, ws: WebSocket) -> None:
-        try:
-            await self.handler(ws)
-        except Exception as error:
-            await ws.close(*close_after_handler(error))
-        else:
-            await ws.close()
-        finally:
-            await ws.wait_closed()
+        await run_handler(self.handler, ws)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:

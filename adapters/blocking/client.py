@@ -6,16 +6,9 @@ import socket
 import ssl
 from typing import Unpack
 
-from .._common import (
-    ClientOptions,
-    Settings,
-    new_client_core,
-    parse_uri,
-)
+from .._common import ClientOptions, Settings, new_client_core, parse_uri
 from .._listening import no_delay
-from ..errors import (
-    HandshakeError,
-)
+from ..errors import HandshakeError
 from .connection import WebSocket
 from .tls import TLSWire
 

@@ -43,21 +43,10 @@ from typing import Any
 
 from wsproto_core import Connection, PreparedMessage, State
 
-from .._common import (
-    READ_SIZE,
-    Message,
-    Settings,
-    mark_final,
-)
-from .._driver import (
-    CloseStep,
-    ConnectionView,
-    Driver,
-    RequestPolicy,
-)
-from ..errors import (
-    ConnectionClosedOK,
-)
+from .._common import READ_SIZE, Message, Settings, mark_final
+from .._driver import CloseStep, Driver, RequestPolicy
+from .._view import ConnectionView
+from ..errors import ConnectionClosedOK
 from . import housekeeper
 from .housekeeper import _start_thread
 from .tls import TLSWire

@@ -17,14 +17,8 @@ from .._admission import (
     let_in,
     refuse_overloaded,
 )
-from .._common import (
-    ServerOptions,
-    Settings,
-)
-from .._driver import (
-    answer_handshake,
-    close_after_handler,
-)
+from .._common import ServerOptions, Settings
+from .._driver import close_after_handler, server_policy
 from .._listening import listen, no_delay
 from .connection import WebSocket
 from .tls import TLSWire
@@ -124,12 +118,11 @@ class Server:
             if self.settings.ssl is not None:
                 tls = TLSWire(self.settings.ssl, server_side=True)
                 tls.handshake(sock, self.settings.open_timeout)
-            admission = self.admission
             ws = WebSocket(
                 sock,
                 self.settings.new_server_core(),
                 self.settings,
-                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+                on_request=server_policy(self.admission, ip),
                 tls=tls,
             )
             ws.remote_address = address

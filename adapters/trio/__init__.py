@@ -6,12 +6,12 @@ next deadline, so the core's timers need no task of their own; a full
 receive queue makes the reader stop reading until the application catches
 up, and `send` waits in `send_all` while the peer is not reading.
 
-    async def echo(ws):
-        async for message in ws:
-            await ws.send(message)
+    async def main():
+        async with connect("ws://127.0.0.1:8765/") as ws:  # the only form:
+            await ws.send("hello")  # its tasks need the block's nursery
+            print(await ws.recv())
 
-    async with serve(echo, "127.0.0.1", 8765) as server:
-        await server.serve_forever()
+    trio.run(main)
 """
 
 from ..errors import *  # noqa: F403 - the exceptions are part of each backend's API

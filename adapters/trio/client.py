@@ -10,15 +10,8 @@ from typing import Unpack
 
 import trio
 
-from .._common import (
-    ClientOptions,
-    Settings,
-    new_client_core,
-    parse_uri,
-)
-from ..errors import (
-    HandshakeError,
-)
+from .._common import ClientOptions, Settings, new_client_core, parse_uri
+from ..errors import HandshakeError
 from .connection import WebSocket
 
 

@@ -6,7 +6,7 @@ this module only waits with `trio.Event`s and writes with `send_all`.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -14,25 +14,12 @@ import trio
 
 from wsproto_core import Connection, PreparedMessage, State
 
-from .._common import (
-    READ_SIZE,
-    Message,
-    Settings,
-    amark_final,
-)
-from .._driver import (
-    CloseStep,
-    ConnectionView,
-    Driver,
-    RequestPolicy,
-    Wake,
-)
-from ..errors import (
-    ConnectionClosedOK,
-)
+from .._common import READ_SIZE, Message, Settings, amark_final
+from .._driver import CloseStep, Driver, RequestPolicy, Wake
+from .._view import AsyncConnectionView
 
 
-class WebSocket(ConnectionView):
+class WebSocket(AsyncConnectionView):
     """One WebSocket connection, either role. What it does is decided by
     its `Driver`; this class waits with `trio.Event`s and writes with
     `send_all`, from a reader task and a writer task beside the handler."""
@@ -69,34 +56,8 @@ class WebSocket(ConnectionView):
 
     # -- receiving -----------------------------------------------------------
 
-    async def recv(self) -> Message:
-        """The next whole message: str for text, bytes for binary."""
-        driver = self._driver
-        driver.begin_receive()
-        try:
-            while (message := driver.take_message()) is None:
-                await self._wait_for_messages()
-            self._room.set()
-            return message
-        finally:
-            driver.end_receive()
-
-    async def recv_streaming(self) -> AsyncIterator[Message]:
-        """Yield the next message in pieces as they arrive."""
-        driver = self._driver
-        driver.begin_receive()
-        try:
-            for part in driver.take_leftover():  # left by a cancelled recv()
-                yield part
-            while True:
-                while (fragment := driver.take_fragment()) is None:
-                    await self._wait_for_messages()
-                self._room.set()
-                yield fragment.data
-                if fragment.final:
-                    return
-        finally:
-            driver.end_receive()
+    def _taken(self) -> None:
+        self._room.set()
 
     async def _wait_for_messages(self) -> None:
         driver = self._driver
@@ -109,15 +70,6 @@ class WebSocket(ConnectionView):
         if self._arrived.is_set():
             self._arrived = trio.Event()
         await self._arrived.wait()
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     # -- sending -------------------------------------------------------------
 

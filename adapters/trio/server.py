@@ -12,15 +12,10 @@ from typing import Unpack
 import trio
 
 from .._admission import AcceptFailures, Admission, let_in
-from .._common import (
-    ServerOptions,
-    Settings,
-)
-from .._driver import (
-    answer_handshake,
-    close_after_handler,
-)
+from .._common import ServerOptions, Settings
+from .._driver import server_policy
 from .._listening import bind_all
+from .._view import run_handler
 from .connection import WebSocket
 
 logger = logging.getLogger(__name__)
@@ -75,12 +70,11 @@ class Server:
             ip = str(address[0])
             if self.settings.ssl is not None:
                 stream = trio.SSLStream(socket_stream, self.settings.ssl, server_side=True)
-            admission = self.admission
             ws = WebSocket(
                 stream,
                 self.settings.new_server_core(),
                 self.settings,
-                on_request=lambda driver, request: answer_handshake(driver, request, admission, ip),
+                on_request=server_policy(self.admission, ip),
             )
             ws.remote_address = address
             self.connections.add(ws)
@@ -91,7 +85,7 @@ class Server:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(ws._run_writer)
                     nursery.start_soon(ws._run_reader)
-                    await self._run_handler(ws)
+                    await run_handler(self.handler, ws)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away (or was never quite there)
         except Exception:
@@ -103,15 +97,6 @@ class Server:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
             self.admission.depart()
-
-    async def _run_handler(self, ws: WebSocket) -> None:
-        try:
-            await self.handler(ws)
-        except Exception as error:
-            await ws.close(*close_after_handler(error))
-        else:
-            await ws.close()
-        await ws.wait_closed()
 
     async def serve_forever(self) -> None:
         """Wait until the server is closed."""
