@@ -1,10 +1,18 @@
 """WebSocket server and client on plain blocking sockets and threads.
 
-Each connection has a reader thread that feeds the core, answers pings,
-runs the core's timers and queues messages; the application's thread calls
-`recv()` / `send()`. A thread per connection keeps one slow client from
-stalling the others, and `sendall` blocks while the peer is not reading,
-which is the write backpressure.
+One threading model, the same for plain and TLS connections (TLS is done in
+memory, see `tls.py`, so every socket is a plain socket to every thread):
+
+- a reader thread per connection reads, feeds the driver, runs the core's
+  timers while it waits, and writes what the core answers on its own
+  (pongs, the close reply) unless a sender is writing, who then takes them;
+- the application's threads (on a server, each connection's handler runs
+  in a thread of its own) call `recv` (waiting on the condition) and
+  `send` (writing with `sendall` under the write lock: the peer's reading
+  pace is the backpressure);
+- `send_prepared` and `close_nowait` never block: they write what the socket
+  takes at once, and one housekeeper thread per process (`housekeeper.py`)
+  finishes the rest and runs close timers started from outside the reader.
 
     def echo(ws):
         for message in ws:

@@ -1,19 +1,7 @@
 """One connection on blocking sockets. What it does is the driver's
 (`adapters._driver`); this module only waits with a condition and writes
-with `sendall` (or without blocking), with threads.
-
-The threading model, the same for plain and TLS connections (TLS is done in
-memory, see `tls.py`, so every socket is a plain socket to every thread):
-
-- a reader thread per connection reads, feeds the driver, runs the core's
-  timers while it waits, and writes what the core answers on its own
-  (pongs, the close reply) unless a sender is writing, who then takes them;
-- the application's threads call `recv` (waiting on the condition) and
-  `send` (writing with `sendall` under the write lock: the peer's reading
-  pace is the backpressure);
-- `send_prepared` and `close_nowait` never block: they write what the socket
-  takes at once, and one housekeeper thread per process (`housekeeper.py`)
-  finishes the rest and runs close timers started from outside the reader.
+with `sendall` (or without blocking), with the threads the package's
+docstring describes.
 
 Lock order (a thread holding one may take only those after it):
 

@@ -31,8 +31,8 @@ Handler = Callable[[WebSocket], None]
 class Server:
     """A listening server; `serve_forever()` accepts until `close()`.
 
-    Each connection costs one descriptor and up to three threads (its
-    handler's, a reader, and a writer once `send_prepared` is used), so
+    Each connection costs one descriptor and two threads (its handler's
+    and its reader), TLS or not, so
     unless `max_connections` says otherwise the server holds at most what
     the process's descriptor and thread limits allow
     (`adapters._admission.default_connection_cap`) and answers the excess
@@ -43,7 +43,7 @@ class Server:
         self.settings = settings
         cap = settings.max_connections
         if cap is None:
-            cap = default_connection_cap(threads_per_connection=3)
+            cap = default_connection_cap(threads_per_connection=2)
         self.admission = Admission(cap, settings.max_connections_per_ip)
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
