@@ -37,11 +37,9 @@ def test_reuse_port_lets_two_listeners_share_a_port() -> None:
 
 
 def test_a_family_the_host_lacks_is_skipped_when_others_remain() -> None:
-    unknown_family = 4242  # no such address family: socket() fails for it
+    lacking = (4242, socket.SOCK_STREAM, 0, "", ("x", 0))  # no such family: socket() fails
     v4 = (socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", 0))
-    listeners = bind_all(
-        [(unknown_family, socket.SOCK_STREAM, 0, "", ("x", 0)), v4], reuse_port=False
-    )
+    listeners = bind_all([lacking, v4], reuse_port=False)
     try:
         assert [sock.family for sock in listeners] == [socket.AF_INET]
     finally:
