@@ -211,6 +211,19 @@ class WebSocket(ConnectionView):
         if self._tls is not None:
             chunks = self._tls.encrypt(chunks)
         unsent = self._unsent
+        if not unsent and len(chunks) == 1:  # a broadcast's one frame: no copy
+            chunk = chunks[0]
+            try:
+                sent = self._sock.send(chunk, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._abort()
+                return True
+            if sent < len(chunk):
+                unsent += memoryview(chunk)[sent:]
+                return False  # the socket is full: the housekeeper waits for room
+            chunks = []
         for chunk in chunks:
             unsent += chunk
         while unsent:

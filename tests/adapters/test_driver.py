@@ -10,7 +10,7 @@ import pytest
 
 from adapters import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK, HandshakeError
 from adapters._admission import Admission
-from adapters._common import READ_SIZE, Settings, WebSocketURI, new_client_core
+from adapters._common import READ_SIZE, HttpResponse, Settings, WebSocketURI, new_client_core
 from adapters._driver import (
     CloseStep,
     Driver,
@@ -18,11 +18,14 @@ from adapters._driver import (
     Wake,
     answer_handshake,
     close_after_handler,
+    server_policy,
 )
 from wsproto_core import (
     BytesFragment,
     ClientConnection,
     HandshakeRequest,
+    HttpRequest,
+    PreparedMessage,
     ServerConnection,
     State,
     TextFragment,
@@ -426,3 +429,71 @@ def test_driver_receives_one_byte_fragments_in_about_the_message_size() -> None:
         tracemalloc.stop()
     assert messages == [payload]
     assert peak < 3 * size + 64 * 1024, f"peak of {peak} bytes for a message of {size}"
+
+
+# -- the rest of the surface ------------------------------------------------------
+
+
+def test_end_of_file_without_a_close_frame_is_1006() -> None:
+    driver = open_driver()
+    assert driver.eof(0.0) == Wake.ALL
+    assert driver.close_code == 1006
+    assert driver.output()[1]  # and the transport is to be closed
+
+
+def test_prepared_messages_are_queued_while_open_only() -> None:
+    driver = open_driver(compression=None)
+    message = PreparedMessage("hi")
+    assert driver.queue_prepared(message) == 4
+    assert driver.output()[0] == [b"\x81\x02hi"]
+    driver.start_close(1000, "")
+    with pytest.raises(ConnectionClosedOK):
+        driver.queue_prepared(message)
+
+
+def test_forgetting_one_ping_keeps_the_others() -> None:
+    driver = open_driver()
+    first = driver.queue_ping(b"1", 0.0)
+    driver.queue_ping(b"2", 0.0)
+    driver.forget_ping(first)
+    assert list(driver.pings) == [b"2"]
+
+
+def test_an_answered_http_request_ends_as_1006_once_the_transport_is_gone() -> None:
+    driver, _ = server_driver(http_handler=lambda request: HttpResponse(body=request.path.encode()))
+    driver.received(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    answer = b"".join(driver.output()[0])
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"/page")
+    assert driver.close_code is None  # no WebSocket ever: no close code yet
+    driver.transport_lost(1.0)
+    assert driver.close_code == 1006
+
+
+def test_a_failing_http_handler_answers_500() -> None:
+    def broken(request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("bug in the page")
+
+    driver, _ = server_driver(http_handler=broken)
+    driver.received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
+    assert b"".join(driver.output()[0]).startswith(b"HTTP/1.1 500")
+
+
+def test_the_per_address_limit_answers_503_with_retry_after() -> None:
+    admission = Admission(None, 1)
+    assert admission.admit("10.0.0.1") is None  # someone from there is in already
+    driver = Driver(
+        Settings().new_server_core(), Settings(), on_request=server_policy(admission, "10.0.0.1")
+    )
+    driver.received(upgrade_request(), 0.0)
+    answer = b"".join(driver.output()[0])
+    assert answer.startswith(b"HTTP/1.1 503")
+    assert b"Retry-After: 5" in answer
+    assert not driver.opened
+
+
+def test_a_ping_after_the_close_raises() -> None:
+    driver = open_driver()
+    driver.start_close(1000, "")
+    with pytest.raises(ConnectionClosedOK):
+        driver.queue_ping(b"late", 0.0)
