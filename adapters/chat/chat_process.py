@@ -78,12 +78,10 @@ def host_of(remote_address: object) -> str:
     return UNKNOWN
 
 
-def refusal(request: HandshakeRequest | None) -> tuple[int, str] | None:
+def refusal(request: HandshakeRequest) -> tuple[int, str] | None:
     """The close code and reason for a connection that is not to the chat
     (a WebSocket opened elsewhere than WS_PATH), or None."""
-    if request is None or request.path != WS_PATH:
-        return WRONG_PATH
-    return None
+    return WRONG_PATH if request.path != WS_PATH else None
 
 
 def fan_out(

@@ -147,7 +147,7 @@ async def async_handler(ws: Any, sleep: Callable[[float], Awaitable[None]]) -> N
 
 
 def sync_handler(ws: ws_blocking.WebSocket) -> None:
-    path = ws.request.path if ws.request else ""
+    path = ws.request.path
     if path.startswith("/close/"):
         _, _, code, reason = path.split("/", 3)
         ws.close(int(code), reason)

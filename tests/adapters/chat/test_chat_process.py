@@ -279,4 +279,3 @@ def request(path: str) -> HandshakeRequest:
 def test_only_the_chat_path_is_the_chat() -> None:
     assert refusal(request("/ws")) is None
     assert refusal(request("/other")) == WRONG_PATH == (1008, "the chat is at /ws")
-    assert refusal(None) == WRONG_PATH
