@@ -114,6 +114,7 @@ class Driver:
 
     __slots__ = (
         "_holding_message",
+        "_on_closing",
         "_on_request",
         "_read_paused",
         "_resume_at",
@@ -124,7 +125,6 @@ class Driver:
         "gone",
         "local_close",
         "max_queue",
-        "on_transport_closing",
         "opened",
         "outcome",
         "pings",
@@ -157,8 +157,8 @@ class Driver:
         self.outcome: HandshakeError | None = None
         # Called once, just before the transport is closed (a server frees
         # the connection's per-address slot there, before the peer can
-        # come back and find it taken).
-        self.on_transport_closing: Callable[[], None] | None = None
+        # come back and find it taken): see `on_transport_closing`.
+        self._on_closing: list[Callable[[], None]] = []
 
     # -- input from the transport ---------------------------------------------
 
@@ -376,11 +376,20 @@ class Driver:
             self.transport_closing()
         return chunks, close
 
+    def on_transport_closing(self, release: Callable[[], None]) -> None:
+        """Call `release` once, when the transport is about to close."""
+        self._on_closing.append(release)
+
     def transport_closing(self) -> None:
-        """The backend is about to close (or shut down) the transport: free
-        what waits for that, once (see `on_transport_closing`)."""
-        release, self.on_transport_closing = self.on_transport_closing, None
-        if release is not None:
+        """The backend is about to close (or shut down) the transport: run
+        what waits for that, once. Safe from several threads at once (the
+        blocking backend's reader, a sender and its server may all get
+        here): `list.pop` hands each callback to one of them only."""
+        while self._on_closing:
+            try:
+                release = self._on_closing.pop()
+            except IndexError:  # another thread took the last one
+                return
             release()
 
     def deadline(self, now: float) -> float | None:
@@ -495,7 +504,7 @@ def answer_handshake(
     if crowded is not None:
         core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
         return None
-    driver.on_transport_closing = lambda: admission.release(ip)
+    driver.on_transport_closing(lambda: admission.release(ip))
     chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
     return core.accept(subprotocol=chosen)
 

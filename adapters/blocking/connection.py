@@ -82,6 +82,7 @@ class WebSocket(ConnectionView):
         # What a write without blocking left over; every writer sends it
         # before anything newer. Touched only under the write lock.
         self._unsent = bytearray()
+        self._close_when_sent = False  # the core said close, with bytes still unsent
         self._finishing = False
         self._aborted = False  # the socket was shut down: readers stop waiting
         self.remote_address: Any = None
@@ -208,34 +209,34 @@ class WebSocket(ConnectionView):
         with self._lock:
             chunks, should_close = self._driver.output()
             self._backlog = 0
-        if self._tls is not None:
-            chunks = self._tls.encrypt(chunks)
+        # The close waits for what is unsent, whoever finishes sending it.
+        self._close_when_sent = should_close = should_close or self._close_when_sent
         unsent = self._unsent
-        if not unsent and len(chunks) == 1:  # a broadcast's one frame: no copy
-            chunk = chunks[0]
-            try:
-                sent = self._sock.send(chunk, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._abort()
-                return True
-            if sent < len(chunk):
-                unsent += memoryview(chunk)[sent:]
-                return False  # the socket is full: the housekeeper waits for room
-            chunks = []
-        for chunk in chunks:
-            unsent += chunk
-        while unsent:
-            try:
-                sent = self._sock.send(unsent, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return False
-            except OSError:
-                unsent.clear()
-                self._abort()
-                return True
-            del unsent[:sent]
+        try:
+            if self._tls is not None:
+                chunks = self._tls.encrypt(chunks)
+            if not unsent and len(chunks) == 1:  # a broadcast's one frame: no copy
+                chunk = chunks[0]
+                try:
+                    sent = self._sock.send(chunk, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent < len(chunk):
+                    unsent += memoryview(chunk)[sent:]
+                    return False  # the socket is full: the housekeeper waits for room
+                chunks = []
+            for chunk in chunks:
+                unsent += chunk
+            while unsent:
+                try:
+                    sent = self._sock.send(unsent, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return False
+                del unsent[:sent]
+        except OSError:  # (ssl.SSLError too: TLS broken by a corrupt record)
+            unsent.clear()
+            self._abort()
+            return True
         if should_close:
             self._abort()
         return True
@@ -353,7 +354,7 @@ class WebSocket(ConnectionView):
             self._abort()
         finally:
             self._in_flight = 0
-        if should_close:
+        if should_close or self._close_when_sent:
             self._abort()
 
     def _wire(self, chunks: list[bytes]) -> list[bytes]:
@@ -392,10 +393,13 @@ class WebSocket(ConnectionView):
         for it instead could leave both peers writing and neither reading.
         """
         if not self._write_lock.acquire(blocking=False):
-            if not self._driver.pong_backlog:
+            tls = self._tls
+            owed_tls = tls is not None and tls.queued > self._settings.write_limit
+            if not self._driver.pong_backlog and not owed_tls:
                 return
-            # Pongs we cannot write keep piling up (a peer pinging without
-            # reading): stop reading until the sender's write gets through,
+            # Pongs (or TLS records: key update answers) we cannot write keep
+            # piling up, a peer that makes us answer while it does not read:
+            # stop reading until the sender's write gets through,
             # with the timers running: a peer that reads nothing answers no
             # keepalive ping either, and that must end the connection.
             while not self._write_lock.acquire(timeout=self._until_deadline()):
@@ -509,12 +513,21 @@ class WebSocket(ConnectionView):
             data = b""
         ended = not data
         if data and self._tls is not None:
-            try:
-                data, ended = self._tls.decrypt(data)
-            except ssl.SSLError:  # a corrupt record: nothing more can be read
-                data, ended = b"", True
+            data, ended = self._decrypt(data)
             if not data and not ended and not self._tls.has_records:
                 return True  # part of a record: read on
+        return self._feed(data, ended)
+
+    def _decrypt(self, data: bytes) -> tuple[bytes, bool]:
+        assert self._tls is not None
+        try:
+            return self._tls.decrypt(data)
+        except ssl.SSLError:  # a corrupt record: nothing more can be read
+            return b"", True
+
+    def _feed(self, data: bytes, ended: bool) -> bool:
+        """Give the driver `data` (and the end), write what it answers;
+        False once the connection is over."""
         with self._lock:
             driver = self._driver
             if data:
@@ -537,8 +550,10 @@ class WebSocket(ConnectionView):
                 ):
                     return
                 deadline = self._driver.deadline(_now())
-                timeout = None if deadline is None else max(0.0, deadline - _now())
-                if self._changed.wait(timeout):
+                # At most a second: _abort's wake-up is skipped when another
+                # thread holds the lock, and _aborted must still be seen.
+                timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - _now()))
+                if self._changed.wait(timeout) or deadline is None or _now() < deadline:
                     continue
             with self._lock:
                 self._wake(self._driver.timer(_now()))
@@ -574,11 +589,9 @@ class WebSocket(ConnectionView):
         with self._writing():
             self._write_pending()  # the client's request
         if self._tls is not None:  # what came with the TLS handshake's last flight
-            early, _ = self._tls.decrypt(b"")
-            if early:
-                with self._lock:
-                    self._wake(self._driver.received(early, _now()))
-                self._flush_from_reader()
+            early, ended = self._decrypt(b"")
+            if early or ended:
+                self._feed(early, ended)
         core = self._core
         while not core.should_close_transport and core.state is State.CONNECTING:
             if self._wait_readable(poller):

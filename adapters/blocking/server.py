@@ -181,9 +181,11 @@ class Server:
         for ws in connections:
             if not ws.wait_closed(remaining()):
                 ws._abort()
+        # Handlers that outlive their connection (a handler that ignores
+        # the end) get what the last write after a close gets, then are left.
+        last = (deadline or _now()) + self.settings.final_write_bound
         for thread in list(self._threads):
-            left = remaining()
-            thread.join(None if left is None else left + 1.0)
+            thread.join(max(0.0, last - _now()))
         self._wakeup_r.close()
         self._wakeup_w.close()
 

@@ -40,6 +40,7 @@ class TLSWire:
         )
         self._lock = threading.Lock()
         self._records: list[bytes] = []  # made, not yet taken by a writer
+        self.queued = 0  # bytes in _records
 
     def handshake(self, sock: socket.socket, timeout: float | None) -> None:
         """Run the TLS handshake over `sock` (blocking, in the caller's
@@ -79,6 +80,7 @@ class TLSWire:
                 self._tls.write(chunk)
             made = self._outgoing.read()
             records, self._records = self._records, []
+            self.queued = 0
         if made:
             records.append(made)
         return records
@@ -100,6 +102,11 @@ class TLSWire:
                 except ssl.SSLZeroReturnError:
                     closed = True
                     break
+                except ssl.SSLError:
+                    if not parts:
+                        raise
+                    closed = True  # what came before the corrupt record still counts
+                    break
                 if not part:
                     closed = True
                     break
@@ -107,6 +114,7 @@ class TLSWire:
             made = self._outgoing.read()
             if made:
                 self._records.append(made)
+                self.queued += len(made)
         return b"".join(parts), closed
 
     @property

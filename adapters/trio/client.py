@@ -21,14 +21,18 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
     context manager is the only form). Raises HandshakeError if refused."""
     uri = parse_uri(url)
     settings = Settings.of(options)
+    stream: trio.abc.Stream | None = None
+    opened = False
     with trio.move_on_after(settings.open_timeout or math.inf) as opening:
-        stream: trio.abc.Stream = await trio.open_tcp_stream(uri.host, uri.port)
+        stream = await trio.open_tcp_stream(uri.host, uri.port)
         if uri.secure:
             context = settings.ssl or ssl_module.create_default_context()
             stream = trio.SSLStream(stream, context, server_hostname=uri.host)
         ws = WebSocket(stream, new_client_core(uri, settings), settings)
         opened = await ws._handshake()
     if opening.cancelled_caught:
+        if stream is not None:  # connected, but the handshake ran out of time
+            await trio.aclose_forcefully(stream)
         raise HandshakeError(None, "opening handshake timed out")
     if not opened:
         raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")

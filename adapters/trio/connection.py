@@ -62,8 +62,10 @@ class WebSocket(AsyncConnectionView):
     async def _wait_for_messages(self) -> None:
         driver = self._driver
         if driver.has_output:  # (a held failure, applied now, say)
-            await self._flush()
-            return  # and look again: anything may have come while we wrote
+            # The writer task writes it: a receiver that wrote could sit
+            # behind a peer that is itself waiting for us to read, or be
+            # cancelled halfway through a frame.
+            self._wake_writer.set()
         if driver.is_over():
             raise driver.closed_error()
         self._room.set()  # what was taken may have made room for the reader
@@ -137,9 +139,14 @@ class WebSocket(AsyncConnectionView):
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake without waiting for anything: the
         writer task sends the close frame."""
-        step = self._driver.start_close(code, reason)
+        driver = self._driver
+        step = driver.start_close(code, reason)
         if step is CloseStep.FLUSH:
             self._wake_writer.set()
+            # The close timer runs from now, even while the write waits.
+            deadline = driver.deadline(trio.current_time())
+            if self._read_scope is not None and deadline is not None:
+                self._read_scope.deadline = deadline
         elif step is CloseStep.ABORT and self._handshake_scope is not None:
             self._handshake_scope.cancel()
 
@@ -164,10 +171,10 @@ class WebSocket(AsyncConnectionView):
         driver = self._driver
         if not wait and self._send_lock.locked() and not driver.pong_backlog:
             return  # past write_limit of owed pongs, even the reader waits
-        should_close = False
+        should_close = self._write_cut  # a frame was cut: nothing more can follow it
         async with self._send_lock:
             self._unflushed = 0
-            while True:
+            while not should_close:
                 chunks, close = driver.output()
                 should_close = should_close or close
                 if not chunks:
@@ -181,6 +188,7 @@ class WebSocket(AsyncConnectionView):
                     break
                 except trio.Cancelled:
                     self._write_cut = True  # part of `data` may be gone: no more writes
+                    self._wake_writer.set()  # whose next flush ends the connection
                     raise
                 finally:
                     self._in_flight = 0

@@ -92,10 +92,13 @@ class Server:
             logger.exception("connection failed")
         finally:
             if ws is not None:
-                ws._driver.transport_lost(trio.current_time())
-                self.connections.discard(ws)
+                ws._driver.transport_closing()  # its address slot: before the peer sees it
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
+            if ws is not None:  # (its tasks may never have run: an open timeout)
+                ws._driver.transport_lost(trio.current_time())
+                ws._closed.set()
+                self.connections.discard(ws)
             self.admission.depart()
 
     async def serve_forever(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +24,7 @@ import trio
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
 from adapters import trio as ws_trio
-from wsproto_core import PreparedMessage, State
+from wsproto_core import ClientConnection, PreparedMessage, State
 
 BACKENDS = ["blocking", "asyncio", "trio"]
 TIMEOUT = 10.0
@@ -363,3 +364,29 @@ def client(backend: str, url: str, **options: Any) -> Iterator[Client]:
                 trio.from_thread.run_sync(done.set, trio_token=thread.token)
         finally:
             thread.stop()
+
+
+def open_raw(port: int, *, rcvbuf: int | None = None) -> tuple[socket.socket, ClientConnection]:
+    """A peer made of a plain socket and our core (whole messages, no
+    limits, no timers), past the opening handshake: for tests that decide
+    byte by byte what the server gets and when it is read."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    core = ClientConnection(
+        f"127.0.0.1:{port}",
+        "/",
+        max_message_size=None,
+        ping_interval=None,
+        ping_timeout=None,
+        close_timeout=None,
+        open_timeout=None,
+    )
+    sock.sendall(core.data_to_send())
+    while core.state is State.CONNECTING:
+        data = sock.recv(65536)
+        assert data, "the server closed during the handshake"
+        core.receive_data(data)
+    return sock, core

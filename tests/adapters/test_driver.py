@@ -313,7 +313,7 @@ def test_a_client_that_opens_reports_it_and_a_lost_handshake_is_an_error() -> No
 def test_output_says_close_once_and_frees_the_slot_first() -> None:
     driver = open_driver()
     freed: list[bool] = []
-    driver.on_transport_closing = lambda: freed.append(True)
+    driver.on_transport_closing(lambda: freed.append(True))
     driver.received(frame(0x8, b"\x03\xe8"), 0.0)  # the peer closes: server echoes, closes TCP
     chunks, close = driver.output()
     assert chunks == [b"\x88\x02\x03\xe8"]

@@ -1,0 +1,81 @@
+"""trio connections (adapters/trio/connection.py): who writes, and when
+the close timer runs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import trio
+
+from adapters import trio as ws_trio
+from wsproto_core import BytesMessage, CloseReceived, PreparedMessage
+
+from ..harness import open_raw
+
+BIG = 4 << 20
+
+
+def serve_one(handler: object, peer: object, **options: object) -> None:
+    """Run a trio server with `handler` until `peer(port)` (in a thread) returns."""
+
+    async def main() -> None:
+        async with ws_trio.serve(handler, "127.0.0.1", 0, **options) as server:  # type: ignore[arg-type]
+            await trio.to_thread.run_sync(peer, server.port)  # type: ignore[arg-type]
+
+    trio.run(main)
+
+
+def test_a_recv_given_up_mid_write_cuts_no_frame() -> None:
+    """recv() leaves writing to the writer task: a recv under a timeout
+    that runs out while a large message is still going out must not cut
+    that message (it once wrote, and was cancelled halfway)."""
+    events: list[object] = []
+
+    async def handler(ws: ws_trio.WebSocket) -> None:
+        ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # type: ignore[attr-defined]
+        await ws.send(b"a" * BIG)
+        with trio.move_on_after(0.3):
+            await ws.recv()
+        await ws.send(b"after")
+
+    def peer(port: int) -> None:
+        sock, core = open_raw(port, rcvbuf=64 * 1024)
+        time.sleep(1.0)  # not reading while the server's recv gives up
+        with sock:
+            while not any(isinstance(event, CloseReceived) for event in events):
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                events.extend(core.receive_data(data))
+
+    serve_one(handler, peer, write_limit=16 << 20, close_timeout=2, ping_interval=None)
+    messages = [event for event in events if isinstance(event, BytesMessage)]
+    assert [len(message.data) for message in messages] == [BIG, 5]
+    assert isinstance(events[-1], CloseReceived)
+    assert events[-1].code == 1000
+
+
+def test_close_is_bounded_by_close_timeout_while_the_writer_is_stuck() -> None:
+    took: list[float] = []
+
+    async def handler(ws: ws_trio.WebSocket) -> None:
+        ws._stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # type: ignore[attr-defined]
+        ws.send_prepared(PreparedMessage(os.urandom(BIG)))
+        await trio.sleep(0.3)  # the writer is stuck in send_all now
+        start = trio.current_time()
+        with trio.move_on_after(8):
+            await ws.close()
+        took.append(trio.current_time() - start)
+
+    def peer(port: int) -> None:
+        sock, _ = open_raw(port, rcvbuf=64 * 1024)
+        with sock:
+            deadline = time.monotonic() + 10
+            while not took and time.monotonic() < deadline:
+                time.sleep(0.05)  # reads nothing
+
+    serve_one(handler, peer, close_timeout=1, ping_interval=None, compression=None)
+    assert took
+    assert took[0] < 4, f"close() took {took[0]:.1f} s with close_timeout=1"
