@@ -80,7 +80,8 @@ def main() -> None:
     print("opening handshake")
     [request] = pump(client, server, "server")
     assert isinstance(request, HandshakeRequest)
-    server.accept(subprotocol="chat.v1")
+    early = server.accept(subprotocol="chat.v1")  # events of frames sent with the request
+    assert early == []
     pump(server, client, "client")
 
     print("messages, a fragmented message, and a ping")
@@ -105,7 +106,7 @@ def main() -> None:
     client = ClientConnection("localhost:8000")
     server = ServerConnection()
     pump(client, server, "server")
-    server.accept()
+    assert server.accept() == []
     pump(server, client, "client")
     client.close(1000, "bye")
     pump(client, server, "server")
