@@ -85,6 +85,9 @@ class Wake:
     ALL = MESSAGES | PONGS | ROOM | OPENED
 
 
+_MESSAGES = Wake.MESSAGES
+
+
 class CloseStep(enum.Enum):
     """What a backend does after `start_close`."""
 
@@ -130,6 +133,7 @@ class Driver:
         "pings",
         "receiving",
         "request",
+        "resumed",
         "settings",
         "writes_blocked",
     )
@@ -148,6 +152,9 @@ class Driver:
         self.receiving = False  # a recv() or recv_streaming() is under way
         self._holding_message = False  # handed out a fragment, not asked for more yet
         self._read_paused = False
+        # Set when taking made the queue short enough to read again: the
+        # backend wakes its reader (or resumes its transport) and clears it.
+        self.resumed = False
         self.writes_blocked = False  # the transport takes nothing more for now
         self.gone = False  # the transport is closed
         self.closing_transport = False  # output() said to close it
@@ -193,6 +200,11 @@ class Driver:
         wake = Wake.NONE
         fragments = self.fragments
         for event in events:
+            kind = type(event)
+            if kind is TextFragment or kind is BytesFragment:  # the hot path, first
+                fragments.append(event)  # type: ignore[arg-type]  # (the match below says it)
+                wake |= _MESSAGES
+                continue
             match event:
                 case TextFragment() | BytesFragment():
                     fragments.append(event)
@@ -282,11 +294,21 @@ class Driver:
         self._holding_message = True
         if self._read_paused and len(fragments) <= self._resume_at:
             self._read_paused = False
+            self.resumed = True
         return fragment
 
     def take_message(self) -> Message | None:
         """The next whole message, or None (as `take_fragment`). What is
         joined so far stays in `assembly` if the caller stops waiting."""
+        fragments = self.fragments
+        if fragments and fragments[0].final and not self.assembly.parts:
+            # The common case, spelled out: one whole message waiting.
+            self._holding_message = True
+            data = fragments.popleft().data
+            if self._read_paused and len(fragments) <= self._resume_at:
+                self._read_paused = False
+                self.resumed = True
+            return data
         while (fragment := self.take_fragment()) is not None:
             message = self.assembly.add(fragment)
             if message is not None:

@@ -56,7 +56,7 @@ class ConnectionView:
 class AsyncConnectionView(ConnectionView):
     """Receiving on the async backends: each says how it waits for more
     (`_wait_for_messages`) and how its reader learns that the application
-    took something (`_taken`)."""
+    made room for more (`_reading_resumed`)."""
 
     async def recv(self) -> Message:
         """The next whole message: str for text, bytes for binary."""
@@ -64,13 +64,15 @@ class AsyncConnectionView(ConnectionView):
         if not driver.receiving:
             message = driver.take_message()  # the common case: one waiting
             if message is not None:
-                self._taken()
+                if driver.resumed:
+                    self._reading_resumed()
                 return message
         driver.begin_receive()
         try:
             while (message := driver.take_message()) is None:
                 await self._wait_for_messages()
-            self._taken()
+            if driver.resumed:
+                self._reading_resumed()
             return message
         finally:
             driver.end_receive()
@@ -86,7 +88,8 @@ class AsyncConnectionView(ConnectionView):
             while True:
                 while (fragment := driver.take_fragment()) is None:
                     await self._wait_for_messages()
-                self._taken()
+                if driver.resumed:
+                    self._reading_resumed()
                 yield fragment.data
                 if fragment.final:
                     return
@@ -98,7 +101,8 @@ class AsyncConnectionView(ConnectionView):
         raise `closed_error()` if the connection is over."""
         raise NotImplementedError  # pragma: no cover - each backend implements it
 
-    def _taken(self) -> None:
+    def _reading_resumed(self) -> None:
+        """The driver wants data again (`driver.resumed`): tell the reader."""
         raise NotImplementedError  # pragma: no cover - each backend implements it
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -62,9 +62,9 @@ class WebSocket(AsyncConnectionView):
 
     # -- receiving -----------------------------------------------------------
 
-    def _taken(self) -> None:
-        if not self._reading:
-            self._steer_reading()
+    def _reading_resumed(self) -> None:
+        self._driver.resumed = False
+        self._steer_reading()
 
     async def _wait_for_messages(self) -> None:
         driver = self._driver

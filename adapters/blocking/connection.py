@@ -100,7 +100,7 @@ class WebSocket(ConnectionView):
             try:
                 while (message := driver.take_message()) is None:
                     self._wait_for_messages(deadline)
-                self._changed.notify_all()  # room for the reader
+                self._reading_resumed()
                 return message
             finally:
                 driver.end_receive()
@@ -117,13 +117,19 @@ class WebSocket(ConnectionView):
                 with self._lock:
                     while (fragment := driver.take_fragment()) is None:
                         self._wait_for_messages(deadline)
-                    self._changed.notify_all()  # room for the reader
+                    self._reading_resumed()
                 yield fragment.data
                 if fragment.final:
                     return
         finally:
             with self._lock:
                 driver.end_receive()
+
+    def _reading_resumed(self) -> None:
+        """If taking let the reader read again, wake it (the lock is held)."""
+        if self._driver.resumed:
+            self._driver.resumed = False
+            self._changed.notify_all()
 
     def _wait_for_messages(self, deadline: float | None) -> None:
         """Wait for the next fragment (the caller holds the lock and looks again)."""

@@ -56,7 +56,8 @@ class WebSocket(AsyncConnectionView):
 
     # -- receiving -----------------------------------------------------------
 
-    def _taken(self) -> None:
+    def _reading_resumed(self) -> None:
+        self._driver.resumed = False
         self._room.set()
 
     async def _wait_for_messages(self) -> None:
