@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from .connection import WebSocket
+    from .writing import Writing
 
 logger = logging.getLogger(__name__)
 _now = time.monotonic
@@ -41,7 +42,7 @@ class _Housekeeper:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._new: list[tuple[int, WebSocket]] = []
+        self._new: list[tuple[int, Writing]] = []
         self._timers: list[tuple[float, int, WebSocket]] = []  # a heap
         self._order = itertools.count()  # (so that the heap never compares sockets)
         self._thread: threading.Thread | None = None
@@ -49,7 +50,7 @@ class _Housekeeper:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
 
-    def watch(self, ws: WebSocket) -> None:
+    def watch(self, ws: Writing) -> None:
         """Finish writing for `ws` once its socket can take more."""
         fd = ws._sock.fileno()
         if fd >= 0:
@@ -59,7 +60,7 @@ class _Housekeeper:
         """Run `ws`'s timers at `when` (on the `_now` clock)."""
         self._submit(ws, lambda: heapq.heappush(self._timers, (when, next(self._order), ws)))
 
-    def _submit(self, ws: WebSocket, add: Callable[[], None]) -> None:
+    def _submit(self, ws: Writing, add: Callable[[], None]) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = _start_thread(self._run, "ws-housekeeper")
@@ -73,7 +74,7 @@ class _Housekeeper:
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        watched: dict[int, WebSocket] = {}
+        watched: dict[int, Writing] = {}
         while True:
             with self._lock:
                 first = self._timers[0][0] if self._timers else None
