@@ -56,6 +56,7 @@ from wsproto_core import (
     HandshakeRejected,
     HandshakeRequest,
     HttpRequest,
+    LocalProtocolError,
     Ping,
     Pong,
     PreparedMessage,
@@ -327,21 +328,27 @@ class Driver:
         """Queue a message (or a fragment of one); returns its size, which
         the backend counts against `write_limit`."""
         core = self.core
-        if core.state is not State.OPEN:
-            raise self.closed_error()
-        if isinstance(message, str):
-            core.send_text(message, final=final, compress=compress)
-        elif isinstance(message, bytes | bytearray | memoryview):
-            core.send_bytes(message, final=final, compress=compress)
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        try:  # (the core checks the state; a try costs nothing on the hot path)
+            if isinstance(message, str):
+                core.send_text(message, final=final, compress=compress)
+            elif isinstance(message, bytes | bytearray | memoryview):
+                core.send_bytes(message, final=final, compress=compress)
+            else:
+                raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        except LocalProtocolError:
+            if core.state is not State.OPEN:
+                raise self.closed_error() from None
+            raise  # (a fragmented message of the other kind under way)
         return len(message)
 
     def queue_prepared(self, message: PreparedMessage) -> int:
         """Queue a message framed once for many connections; its frame's size."""
-        if self.core.state is not State.OPEN:
-            raise self.closed_error()
-        return self.core.send_prepared(message)
+        try:
+            return self.core.send_prepared(message)
+        except LocalProtocolError:
+            if self.core.state is not State.OPEN:
+                raise self.closed_error() from None
+            raise  # (a client connection: its frames are masked, never shared)
 
     def queue_ping(self, data: bytes | None, now: float) -> PendingPing:
         """Queue a ping (a random payload unless `data`); wait for `Wake.PONGS`
