@@ -181,6 +181,16 @@ def run_server(impl: str, port: int) -> subprocess.Popen[str]:
     return process
 
 
+def stop_server(server: subprocess.Popen[str]) -> None:
+    """Terminate a server we started (by its PID), killing it if it lingers."""
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -263,12 +273,7 @@ def measure(impl: str, receivers: int, messages: int, probes: int) -> Result:
             worker.join(5)
             if worker.is_alive():
                 worker.kill()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_server(server)
 
 
 def percentile(samples: list[float], fraction: float) -> float:

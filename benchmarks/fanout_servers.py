@@ -36,13 +36,14 @@ from e2e_servers import forever, raise_fd_limit, ready
 LIMIT = 1 << 20
 
 
-def ours_asyncio(port: int) -> None:
-    from adapters import asyncio as ws
+def relay_handler() -> Any:
+    """Our async backends' broadcast: each message, framed once, to every
+    peer with `send_prepared`; a peer too far behind is dropped (1013)."""
     from wsproto_core import PreparedMessage
 
-    clients: set[ws.WebSocket] = set()
+    clients: set[Any] = set()
 
-    async def handler(conn: ws.WebSocket) -> None:
+    async def handler(conn: Any) -> None:
         clients.add(conn)
         try:
             async for message in conn:
@@ -52,6 +53,14 @@ def ours_asyncio(port: int) -> None:
                         client.close_nowait(1013, "too slow")
         finally:
             clients.discard(conn)
+
+    return handler
+
+
+def ours_asyncio(port: int) -> None:
+    from adapters import asyncio as ws
+
+    handler = relay_handler()
 
     async def main() -> None:
         await ws.serve(handler, "127.0.0.1", port, ping_interval=None, compression=None)
@@ -95,20 +104,8 @@ def ours_trio(port: int) -> None:
     import trio
 
     from adapters import trio as ws
-    from wsproto_core import PreparedMessage
 
-    clients: set[ws.WebSocket] = set()
-
-    async def handler(conn: ws.WebSocket) -> None:
-        clients.add(conn)
-        try:
-            async for message in conn:
-                prepared = PreparedMessage(message)
-                for client in clients:
-                    if client.send_prepared(prepared) > LIMIT:  # too slow: drop it
-                        client.close_nowait(1013, "too slow")
-        finally:
-            clients.discard(conn)
+    handler = relay_handler()
 
     async def main() -> None:
         async with ws.serve(

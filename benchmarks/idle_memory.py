@@ -18,11 +18,10 @@ import argparse
 import contextlib
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
-from fanout_bench import free_port, handshake, raise_fd_limit, run_server
+from fanout_bench import free_port, handshake, raise_fd_limit, run_server, stop_server
 
 WARMUP = 20  # connections opened before the baseline is read
 SETTLE = 1.0  # seconds without growth that mean "settled"
@@ -70,12 +69,7 @@ def measure(impl: str, connections: int) -> tuple[int, int, int, bool]:
         for sock in socks:
             with contextlib.suppress(OSError):
                 sock.close()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_server(server)
 
 
 def main() -> int:
