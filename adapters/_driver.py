@@ -201,9 +201,8 @@ class Driver:
         wake = Wake.NONE
         fragments = self.fragments
         for event in events:
-            kind = type(event)
-            if kind is TextFragment or kind is BytesFragment:  # the hot path, first
-                fragments.append(event)  # type: ignore[arg-type]  # (the match below says it)
+            if isinstance(event, TextFragment | BytesFragment):  # the hot path, first
+                fragments.append(event)
                 wake |= _MESSAGES
                 continue
             match event:
