@@ -219,8 +219,7 @@ class Driver:
                     policy = self._on_request
                     early = None if policy is None else policy(self, event)
                     if early is not None:
-                        self.opened = True
-                        wake |= Wake.OPENED | self._dispatch(early, now)
+                        wake |= self.accepted(early, now)
                 case HttpRequest():
                     assert isinstance(self.core, ServerConnection)
                     answer_http(self.core, event, self.settings)
@@ -242,6 +241,25 @@ class Driver:
         if len(fragments) >= self.max_queue:
             self._read_paused = True
         return wake
+
+    def accepted(self, early: list[Event], now: float) -> int:
+        """The upgrade request is accepted: by the policy at once, or later
+        by an application that answers in its own time (an ASGI app, whose
+        policy returns None and leaves the request pending). `early` is
+        what `ServerConnection.accept()` returned."""
+        self.opened = True
+        return Wake.OPENED | self._dispatch(early, now)
+
+    def drop_messages(self) -> None:
+        """The application will read nothing more (an ASGI app that sent
+        its close): drop what waits and whatever arrives until the close
+        handshake ends, and never pause reading for it, so the peer's
+        close frame is still read."""
+        self.fragments = deque(maxlen=0)  # appending to it discards, at no cost
+        self.assembly = Reassembly()
+        if self._read_paused:
+            self._read_paused = False
+            self.resumed = True
 
     def _answer_pings(self, payload: bytes, now: float) -> bool:
         """A pong answers its ping and every earlier one (RFC 6455 section
@@ -378,8 +396,8 @@ class Driver:
     def start_close(self, code: int, reason: str) -> CloseStep:
         state = self.core.state
         if state is State.OPEN:
+            self.core.close(code, reason)  # (raises for a code or reason it may not send)
             self.local_close = (code, reason)
-            self.core.close(code, reason)
             return CloseStep.FLUSH
         if state is State.CONNECTING:
             return CloseStep.ABORT

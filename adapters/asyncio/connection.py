@@ -36,9 +36,7 @@ class WebSocket(AsyncConnectionView):
     def __init__(
         self, core: Connection, settings: Settings, *, server: Server | None = None
     ) -> None:
-        self._driver = Driver(
-            core, settings, on_request=None if server is None else self._on_request
-        )
+        self._driver = Driver(core, settings, on_request=self._on_request)
         self._settings = settings
         self._server = server
         self._loop = asyncio.get_running_loop()
