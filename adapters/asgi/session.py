@@ -46,7 +46,7 @@ from wsproto_core.events import Event
 from wsproto_core.frames import CloseCode
 
 from .._common import Settings
-from .._driver import Driver, Wake
+from .._driver import CloseStep, Driver, Wake
 from ..asyncio.connection import WebSocket
 from ..errors import ConnectionClosed
 from .scope import Scope, websocket_scope
@@ -208,13 +208,20 @@ class AsgiWebSocket(WebSocket):
                 if driver.local_close is not None:  # ours, such as a shutdown's 1012
                     return _disconnect(*driver.local_close)
                 if driver.core.state is not State.OPEN or driver.is_over():
-                    code = driver.core.close_code
-                    if code is None:
-                        return _disconnect(CloseCode.NO_STATUS_RCVD, "")
-                    return _disconnect(code, driver.core.close_reason)
+                    return _disconnect(*self._how_it_ended())
             elif driver.is_over():
                 return _disconnect(CloseCode.ABNORMAL_CLOSURE, "")
             await self._wait_for_change()
+
+    def _how_it_ended(self) -> tuple[int, str]:
+        """The code and reason of a connection the peer or the core ended."""
+        core = self._driver.core
+        code = core.close_code
+        if code is None or code == CloseCode.ABNORMAL_CLOSURE:
+            # No close frame came: ASGI's "no code received", which is what
+            # uvicorn's classes report too.
+            return CloseCode.NO_STATUS_RCVD, ""
+        return code, core.close_reason
 
     async def _wait_for_change(self) -> None:
         driver = self._driver
@@ -284,17 +291,22 @@ class AsgiWebSocket(WebSocket):
         code = message.get("code")
         reason = message.get("reason") or ""
         code = CloseCode.NORMAL_CLOSURE if code is None else code
-        self.close_nowait(code, reason)  # raises for a code or reason that may not be sent
-        # What arrived before the close is still the app's to read; what
-        # comes after is dropped, and the disconnect carries its own code.
         driver = self._driver
+        # (raises for a code or reason that may not be sent)
+        if driver.start_close(code, reason) is CloseStep.FLUSH:
+            self._flush()
+            ended = (code, reason)
+        else:  # the peer's close (or the core's failure) came first: that is the news
+            ended = self._how_it_ended()
+        # What arrived before the close is still the app's to read; what
+        # comes after is dropped.
         while (data := driver.take_message()) is not None:
             self._backlog.append(_receive(data))
         driver.drop_messages()
         if driver.resumed:
             self._reading_resumed()
         self.phase = Phase.DONE
-        self._ended = (code, reason)
+        self._ended = ended
 
     def _accept(self, message: ASGIMessage) -> None:
         if not self._request_pending():
