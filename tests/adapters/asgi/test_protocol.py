@@ -4,6 +4,7 @@ and no uvicorn import anywhere but `adapters.asgi`."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import ssl
@@ -245,3 +246,27 @@ assert "uvicorn" not in sys.modules, "something outside adapters.asgi imports uv
 
 def test_nothing_else_imports_uvicorn() -> None:
     subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING_ELSE], cwd=ROOT, check=True)
+
+
+def test_the_readme_app_under_the_readme_command(tmp_path: Path) -> None:
+    """The README's FastAPI example, started with the README's command."""
+    readme = (ROOT / "README.md").read_text()
+    (app,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "FastAPI" in b]
+    (command,) = re.findall(r"^ {4}(uvicorn app:app .*)$", readme, re.MULTILINE)
+    (tmp_path / "app.py").write_text(app)
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    argv = [sys.executable, "-m", *command.split(), "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}, stdout=out, stderr=out
+        )
+    try:
+        wait_listening(port, process, log)
+        with peer("websockets", f"ws://127.0.0.1:{port}/ws") as ws:
+            ws.send("from the readme")
+            assert ws.recv() == "from the readme"
+        assert "[accepted]" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(TIMEOUT)
