@@ -60,7 +60,7 @@ HeaderList = Iterable[Sequence[bytes]]
 
 logger = logging.getLogger("uvicorn.error")  # where uvicorn's own classes log
 
-_CONNECT: ASGIMessage = {"type": "websocket.connect"}
+
 # Fields of the 101 response that the handshake writes itself; an app
 # that sets one again would break the handshake.
 _HANDSHAKE_FIELDS = frozenset(
@@ -190,7 +190,7 @@ class AsgiWebSocket(WebSocket):
         message, then `websocket.disconnect` (again on every later call)."""
         if not self._connect_delivered:
             self._connect_delivered = True
-            return _CONNECT
+            return {"type": "websocket.connect"}
         driver = self._driver
         while True:
             if self._backlog:
