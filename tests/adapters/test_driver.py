@@ -25,6 +25,7 @@ from wsproto_core import (
     ClientConnection,
     HandshakeRequest,
     HttpRequest,
+    LocalProtocolError,
     PreparedMessage,
     ServerConnection,
     State,
@@ -238,6 +239,50 @@ def test_the_server_policy_accepts_and_early_frames_are_delivered() -> None:
     assert admission.admit("10.0.0.1") is not None  # the one slot is taken
     driver.transport_lost(1.0)  # frees it
     assert admission.admit("10.0.0.1") is None
+
+
+def test_a_request_left_pending_is_accepted_later_with_its_early_frames() -> None:
+    """An application that answers in its own time (ASGI): the policy
+    leaves the request pending, and `accepted` opens it later."""
+    settings = Settings()
+    driver = Driver(settings.new_server_core(), settings, on_request=lambda d, r: None)
+    wake = driver.received(upgrade_request() + text("early"), 0.0)
+    assert not wake & Wake.OPENED
+    assert driver.request is not None
+    assert not driver.opened
+    assert driver.core.state is State.CONNECTING
+    core = driver.core
+    assert isinstance(core, ServerConnection)
+    wake = driver.accepted(core.accept(), 1.0)
+    assert wake & Wake.OPENED
+    assert wake & Wake.MESSAGES
+    assert driver.opened
+    assert driver.take_message() == "early"
+
+
+def test_dropping_messages_keeps_reading_until_the_close_handshake_ends() -> None:
+    driver = open_driver(max_queue=2)
+    driver.received(text("kept") + text("for nobody"), 0.0)
+    assert not driver.wants_data
+    driver.start_close(1000, "")
+    driver.drop_messages()
+    assert driver.resumed  # the backend's reader learns it may read again
+    assert driver.wants_data
+    assert driver.take_message() is None
+    driver.received(text("after") * 10 + frame(0x8, b"\x03\xe8"), 0.0)
+    assert driver.wants_data  # nothing queued, however much came
+    assert driver.take_message() is None
+    assert driver.core.state is State.CLOSED
+
+
+def test_an_invalid_close_code_raises_and_leaves_no_close_behind() -> None:
+    driver = open_driver()
+    with pytest.raises(LocalProtocolError):
+        driver.start_close(1006, "")  # may not be sent
+    assert driver.local_close is None
+    assert driver.core.state is State.OPEN
+    assert driver.start_close(4000, "fine") is CloseStep.FLUSH
+    assert driver.local_close == (4000, "fine")
 
 
 def test_origins_refused_and_a_failing_origin_check() -> None:
