@@ -109,7 +109,7 @@ class AsgiWebSocket(WebSocket):
         # The disconnect the app gets once it has taken `_backlog` (the
         # messages that had arrived before its close), when we decided it.
         self._ended: tuple[int, str] | None = None
-        self._backlog: deque[ASGIMessage] = deque()
+        self._backlog: deque[ASGIMessage] | None = None  # (made at the close: memory)
         self._denial: tuple[int, list[tuple[str, str]], bytearray] | None = None
 
     # -- the request: the app decides ----------------------------------------
@@ -300,8 +300,9 @@ class AsgiWebSocket(WebSocket):
             ended = self._how_it_ended()
         # What arrived before the close is still the app's to read; what
         # comes after is dropped.
+        backlog = self._backlog = deque()
         while (data := driver.take_message()) is not None:
-            self._backlog.append(_receive(data))
+            backlog.append(_receive(data))
         driver.drop_messages()
         if driver.resumed:
             self._reading_resumed()
