@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class Server:
     (a full pipe must not block a server that logs a lot)."""
 
     process: subprocess.Popen[bytes]
-    kind: str  # "echo" or "chat"
+    kind: str  # "echo", "chat" or "asgi" (uvicorn)
     backend: str
     port: int
     _log: list[str] = field(default_factory=list)
@@ -215,6 +216,82 @@ def running(
                 process.wait()
 
 
+# -- uvicorn -----------------------------------------------------------------
+
+ASGI_OURS = "adapters.asgi:WebSocketProtocol"
+ASGI_APP = "tests.hostile.asgi_apps:app"
+_UVICORN_STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+@contextmanager
+def running_uvicorn(
+    ws: str = ASGI_OURS,
+    *args: str,
+    app: str = ASGI_APP,
+    graceful: int | None = 1,
+    rlimits: Rlimits | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """`python -m uvicorn <app> --ws <ws> <args>` from SOURCE_ROOT on a free
+    loopback port (its kind is "asgi", its backend the `--ws` class, its
+    URL the app's echo route). uvicorn logs to stderr, where the port is
+    read from its start line; stopped as `running` stops a server, with
+    uvicorn's graceful shutdown cut to `graceful` seconds (None: uvicorn's
+    default, no limit)."""
+    command = [sys.executable, "-m", "uvicorn", app, "--ws", ws, "--host", "127.0.0.1"]
+    command += ["--port", "0", *args]
+    if graceful is not None:
+        command += ["--timeout-graceful-shutdown", str(graceful)]
+    environment = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), PYTHONUNBUFFERED="1")
+    environment.update(env or {})
+    process = subprocess.Popen(
+        command,
+        cwd=SOURCE_ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_set_rlimits(rlimits) if rlimits else None,
+    )
+    try:
+        assert process.stderr is not None
+        early: list[str] = []
+        port = None
+        while port is None:
+            line = process.stderr.readline().decode("utf-8", "replace")
+            if not line:
+                process.kill()
+                raise AssertionError(f"uvicorn ({ws}) did not start: {''.join(early)[-2000:]}")
+            early.append(line)
+            found = _UVICORN_STARTED.search(line)
+            if found is not None:
+                port = int(found.group(1))
+        server = Server(process, "asgi", ws, port, _log=early)
+        threading.Thread(target=server._drain, args=(process.stderr,), daemon=True).start()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def live_objects(server: Server) -> dict[str, int]:
+    """An ASGI server's `GET /live` (tests/hostile/asgi_apps.py): its live
+    per-connection objects and tasks, after a full collection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:200]
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
 # -- raw sockets -------------------------------------------------------------
 
 KEY = base64.b64encode(b"hostile-suite-16").decode()
@@ -245,10 +322,17 @@ def upgrade_request(
 
 
 def frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = b"\x37\xfa\x21\x3d"
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    mask: bytes = b"\x37\xfa\x21\x3d",
+    rsv1: bool = False,
 ) -> bytes:
-    """A masked (client) frame."""
-    head = bytes([(0x80 if fin else 0) | opcode])
+    """A masked (client) frame; `rsv1` marks a permessage-deflate message's
+    first frame. A mask of four zero bytes leaves the payload as it is (and
+    skips the slow masking loop, for large payloads)."""
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     length = len(payload)
     if length < 126:
         head += bytes([0x80 | length])
@@ -256,8 +340,23 @@ def frame(
         head += bytes([0x80 | 126]) + struct.pack("!H", length)
     else:
         head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    if not any(mask):
+        return head + mask + payload
     masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
     return head + mask + masked
+
+
+def deflated(data: bytes, repeat: int = 1) -> bytes:
+    """`data` repeated `repeat` times, as one permessage-deflate message's
+    payload (RFC 7692 section 7.2.1: a raw deflate stream, sync-flushed,
+    without its last 4 bytes). A bomb: `deflated(bytes(1 << 20), 256)` is
+    about 256 KiB that inflates to 256 MiB (never held here whole)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = [compressor.compress(data) for _ in range(repeat)]
+    out.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    stream = b"".join(out)
+    assert stream.endswith(b"\x00\x00\xff\xff")
+    return stream[:-4]
 
 
 def text_frame(text: str) -> bytes:
@@ -500,7 +599,11 @@ RSS_SLACK_MIB = 32  # what an attack may add to a server's RSS, unless a test sa
 
 @contextmanager
 def attacked(
-    server: Server, legit: Callable[[Server], float], *, allowed_mib: float = RSS_SLACK_MIB
+    server: Server,
+    legit: Callable[[Server], float],
+    *,
+    allowed_mib: float = RSS_SLACK_MIB,
+    interval: float = 0.02,
 ) -> Iterator[RssSampler]:
     """Around an attack: a first legitimate client (which also loads what
     serving one needs) and the baseline RSS before; RSS sampled during;
@@ -509,7 +612,7 @@ def attacked(
     baseline + `allowed_mib`."""
     legit(server)
     base = server.rss_kib()
-    with RssSampler(server.pid) as sampler:
+    with RssSampler(server.pid, interval) as sampler:
         yield sampler
         server.assert_alive()
         legit(server)
