@@ -18,9 +18,13 @@ and keeps only what is truly its own: how it waits (a future, a
 
 The rules, each in one place below:
 
-- Reading pauses when `max_queue` fragments wait for the application, and
-  resumes once it has taken half of them (`wants_data`), so a peer pays
-  for its flood in round trips, not in our memory. It also pauses while
+- Reading pauses when `max_queue` fragments, or `max_queue` times
+  `QUEUE_BYTES_PER_SLOT` bytes, wait for the application, and resumes once
+  it has taken half of them (`wants_data`), so a peer pays for its flood
+  in round trips, not in our memory. A compressed connection's input goes
+  to the core a slice at a time (`received`), each slice small enough
+  that what it can inflate to fits in what is left of the budget: one
+  read of deflate bombs cannot fill memory before reading pauses. It also pauses while
   the pongs we owe exceed `write_limit` and the transport takes nothing
   (`pong_backlog`): a peer that pings without reading would grow them.
 - A violation the peer commits right after messages the application has
@@ -41,6 +45,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import assert_never
@@ -88,6 +93,15 @@ class Wake:
 
 _MESSAGES = Wake.MESSAGES
 
+# Reading pauses once this many bytes per `max_queue` slot wait for the
+# application (a fragment can be as large as a read, or, inflated, as a
+# message): 1 MiB at the default of 16.
+QUEUE_BYTES_PER_SLOT = 64 * 1024
+# Deflate's largest ratio of output to input (a run of zeros), and the
+# smallest slice of compressed input fed to the core at once.
+INFLATION = 1032
+MIN_SLICE = 1024
+
 
 class CloseStep(enum.Enum):
     """What a backend does after `start_close`."""
@@ -118,8 +132,10 @@ class Driver:
 
     __slots__ = (
         "_holding_message",
+        "_max_queued_bytes",
         "_on_closing",
         "_on_request",
+        "_queued_bytes",
         "_read_paused",
         "_resume_at",
         "assembly",
@@ -136,6 +152,7 @@ class Driver:
         "request",
         "resumed",
         "settings",
+        "unfed",
         "writes_blocked",
     )
 
@@ -146,6 +163,11 @@ class Driver:
         self.settings = settings
         self.max_queue = settings.max_queue
         self._resume_at = settings.max_queue // 2
+        self._max_queued_bytes = settings.max_queue * QUEUE_BYTES_PER_SLOT
+        self._queued_bytes = 0  # of the fragments waiting (characters, for text)
+        # Compressed input read but not yet given to the core (see `received`):
+        # a backend with some feeds it (`received(b"")`) before reading more.
+        self.unfed = b""
         self._on_request = on_request
         self.fragments: deque[Fragment] = deque()
         self.assembly = Reassembly()
@@ -171,11 +193,24 @@ class Driver:
     # -- input from the transport ---------------------------------------------
 
     def received(self, data: bytes | bytearray | memoryview, now: float) -> int:
-        """Bytes from the peer."""
-        # While the application has messages to take, or holds one it has
-        # not answered, a violation in these bytes waits for it.
-        hold = self._holding_message or bool(self.fragments)
-        return self._dispatch(self.core.receive_data(data, defer_failure=hold), now)
+        """Bytes from the peer (b"": feed what is `unfed`)."""
+        core = self.core
+        if not core.extensions:  # no compression: a fragment is at most what was read
+            # While the application has messages to take, or holds one it has
+            # not answered, a violation in these bytes waits for it.
+            hold = self._holding_message or bool(self.fragments)
+            return self._dispatch(core.receive_data(data, defer_failure=hold), now)
+        unfed = self.unfed + data if self.unfed else bytes(data)
+        wake = Wake.NONE
+        start = 0
+        while start < len(unfed) and not self._read_paused:
+            room = self._max_queued_bytes - self._queued_bytes
+            end = start + max(MIN_SLICE, room // INFLATION)
+            hold = self._holding_message or bool(self.fragments)
+            wake |= self._dispatch(core.receive_data(unfed[start:end], defer_failure=hold), now)
+            start = end
+        self.unfed = unfed[start:] if start < len(unfed) else b""
+        return wake
 
     def eof(self, now: float) -> int:
         """The peer closed its side (or the transport reported end of file)."""
@@ -203,11 +238,13 @@ class Driver:
         for event in events:
             if isinstance(event, TextFragment | BytesFragment):  # the hot path, first
                 fragments.append(event)
+                self._queued_bytes += len(event.data)
                 wake |= _MESSAGES
                 continue
             match event:
                 case TextFragment() | BytesFragment():
                     fragments.append(event)
+                    self._queued_bytes += len(event.data)
                     wake |= Wake.MESSAGES
                 case Pong(payload=payload):
                     if self._answer_pings(payload, now):
@@ -238,7 +275,7 @@ class Driver:
                     raise AssertionError("the adapters' core delivers fragments")
                 case _:  # pragma: no cover - the union is closed
                     assert_never(event)
-        if len(fragments) >= self.max_queue:
+        if len(fragments) >= self.max_queue or self._queued_bytes >= self._max_queued_bytes:
             self._read_paused = True
         return wake
 
@@ -246,9 +283,14 @@ class Driver:
         """The upgrade request is accepted: by the policy at once, or later
         by an application that answers in its own time (an ASGI app, whose
         policy returns None and leaves the request pending). `early` is
-        what `ServerConnection.accept()` returned."""
+        what `ServerConnection.accept()` returned; the frames it left unread
+        (`read_early=False`) are read here."""
         self.opened = True
-        return Wake.OPENED | self._dispatch(early, now)
+        wake = Wake.OPENED | self._dispatch(early, now)
+        core = self.core
+        if isinstance(core, ServerConnection) and (data := core.take_early_data()):
+            wake |= self.received(data, now)  # (in slices, if compressed)
+        return wake
 
     def drop_messages(self) -> None:
         """The application will read nothing more (an ASGI app that sent
@@ -257,6 +299,7 @@ class Driver:
         close frame is still read."""
         self.fragments = deque(maxlen=0)  # appending to it discards, at no cost
         self.assembly = Reassembly()
+        self._max_queued_bytes = sys.maxsize  # (what is counted is dropped)
         if self._read_paused:
             self._read_paused = False
             self.resumed = True
@@ -310,10 +353,18 @@ class Driver:
             return None
         fragment = fragments.popleft()
         self._holding_message = True
-        if self._read_paused and len(fragments) <= self._resume_at:
+        self._queued_bytes -= len(fragment.data)
+        if self._read_paused:
+            self._maybe_resume()
+        return fragment
+
+    def _maybe_resume(self) -> None:
+        if (
+            len(self.fragments) <= self._resume_at
+            and self._queued_bytes <= self._max_queued_bytes // 2
+        ):
             self._read_paused = False
             self.resumed = True
-        return fragment
 
     def take_message(self) -> Message | None:
         """The next whole message, or None (as `take_fragment`). What is
@@ -323,9 +374,9 @@ class Driver:
             # The common case, spelled out: one whole message waiting.
             self._holding_message = True
             data = fragments.popleft().data
-            if self._read_paused and len(fragments) <= self._resume_at:
-                self._read_paused = False
-                self.resumed = True
+            self._queued_bytes -= len(data)
+            if self._read_paused:
+                self._maybe_resume()
             return data
         while (fragment := self.take_fragment()) is not None:
             message = self.assembly.add(fragment)
@@ -552,7 +603,7 @@ def answer_handshake(
         return None
     driver.on_transport_closing(lambda: admission.release(ip))
     chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
-    return core.accept(subprotocol=chosen)
+    return core.accept(subprotocol=chosen, read_early=False)
 
 
 def answer_http(core: ServerConnection, request: HttpRequest, settings: Settings) -> None:

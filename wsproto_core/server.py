@@ -37,7 +37,7 @@ class ServerConnection(Connection):
     Takes the keyword options documented on `Connection`.
     """
 
-    __slots__ = ("_body_length", "_buffer", "_head", "_phase", "request")
+    __slots__ = ("_body_length", "_buffer", "_early", "_head", "_phase", "request")
 
     def __init__(self, **options: Unpack[ConnectionOptions]) -> None:
         super().__init__(client=False, **options)
@@ -45,6 +45,7 @@ class ServerConnection(Connection):
         self._buffer = bytearray()
         self._body_length = 0
         self._head: RequestHead | None = None
+        self._early = b""
         self.request: HandshakeRequest | None = None
 
     def _receive_handshake_data(self, data: Buffer) -> list[Event]:
@@ -134,10 +135,15 @@ class ServerConnection(Connection):
         *,
         subprotocol: str | None = None,
         extra_headers: Iterable[tuple[str, str]] = (),
+        read_early: bool = True,
     ) -> list[Event]:
         """Complete the handshake; returns the events of the frames the
         client sent before our answer (a client may send its first message
         right behind its request), so nothing waits for the next read.
+
+        `read_early=False` returns none and leaves those frames unread for
+        `take_early_data`, for an adapter that feeds compressed input in
+        measured slices (what a few KiB of deflate can inflate to).
 
         With the `compression` option, the first valid permessage-deflate
         offer is accepted; invalid offers are declined (RFC 7692 section 5)."""
@@ -157,7 +163,16 @@ class ServerConnection(Connection):
         self._buffer.clear()
         self._phase = _Phase.DONE
         self._open(subprotocol, extensions, None if negotiated is None else negotiated[1])
+        if not read_early:
+            self._early = early
+            return []
         return self.receive_data(early) if early else []
+
+    def take_early_data(self) -> bytes:
+        """The frames `accept(read_early=False)` left unread (once), for
+        `receive_data`."""
+        early, self._early = self._early, b""
+        return early
 
     def reject(
         self,

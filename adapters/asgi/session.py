@@ -25,6 +25,7 @@ application can see. The exceptions, and why:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import deque
@@ -224,14 +225,23 @@ class AsgiWebSocket(WebSocket):
         return code, core.close_reason
 
     async def _wait_for_change(self) -> None:
+        """Wait until there may be news (the caller looks again). Several
+        `receive` calls may wait at once, as uvicorn's classes allow: they
+        share one future, each through a shield, so that cancelling one
+        (a timeout around it) leaves the others waiting."""
         driver = self._driver
-        driver.begin_receive()
-        try:
-            await self._wait_for_messages()
-        except ConnectionClosed:
-            pass  # the caller looks again, and reports the disconnect
-        finally:
-            driver.end_receive()
+        if driver.has_output:  # (a held failure, applied now)
+            self._flush()
+        if driver.is_over():
+            return
+        if not self._reading:  # what was taken may have made room
+            self._steer_reading()
+            if driver.fragments:  # (compressed input it had read, now fed)
+                return
+        waiter = self._recv_waiter
+        if waiter is None or waiter.done():
+            waiter = self._recv_waiter = self._loop.create_future()
+        await asyncio.shield(waiter)
 
     # -- send ----------------------------------------------------------------
 
@@ -282,6 +292,8 @@ class AsgiWebSocket(WebSocket):
         text: Any = message.get("text")
         if (data is None) == (text is None):
             raise RuntimeError("'websocket.send' takes exactly one of 'bytes' and 'text'")
+        if isinstance(text if data is None else data, str) != (data is None):
+            raise TypeError("'websocket.send' takes str as 'text' and bytes as 'bytes'")
         try:
             await self.send(text if data is None else data)  # (checks the type)
         except ConnectionClosed:
@@ -322,11 +334,16 @@ class AsgiWebSocket(WebSocket):
         core = self._driver.core
         assert isinstance(core, ServerConnection)
         early = core.accept(
-            subprotocol=message.get("subprotocol"), extra_headers=self._headers(headers)
+            subprotocol=message.get("subprotocol"),
+            extra_headers=self._headers(headers),
+            read_early=False,  # the driver reads them, in slices if compressed
         )
         self._log_answer("[accepted]")
         self.phase = Phase.OPEN
-        self._wake(self._driver.accepted(early, self._loop.time()))
+        driver = self._driver
+        self._wake(driver.accepted(early, self._loop.time()))
+        if not driver.wants_data:  # (the early frames filled the queue)
+            self._steer_reading()
         self._flush()
 
     def _start_denial(self, message: ASGIMessage) -> None:

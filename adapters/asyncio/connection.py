@@ -72,6 +72,8 @@ class WebSocket(AsyncConnectionView):
             raise driver.closed_error()
         if not self._reading:  # what was taken may have made room
             self._steer_reading()
+            if driver.fragments:  # (compressed input it had read, now fed)
+                return
         waiter = self._recv_waiter = self._loop.create_future()
         try:
             await waiter
@@ -79,7 +81,12 @@ class WebSocket(AsyncConnectionView):
             self._recv_waiter = None
 
     def _steer_reading(self) -> None:
-        wanted = self._driver.wants_data
+        driver = self._driver
+        if driver.unfed and driver.wants_data:
+            # Compressed input read before a pause comes before any more
+            # (which pauses reading again itself if it fills the queue).
+            self._data_received(b"")
+        wanted = driver.wants_data
         if wanted != self._reading and self._transport is not None:
             self._reading = wanted
             if wanted:
@@ -115,7 +122,7 @@ class WebSocket(AsyncConnectionView):
         if driver.writes_blocked and transport is not None:
             # Over the high-water mark the core holds output back; a frame
             # for a broadcast goes to the transport, where it is counted.
-            transport.writelines(driver.output()[0])
+            _write(transport, driver.output()[0])
             return transport.get_write_buffer_size()
         self._flush_soon(size)
         waiting = self._unflushed
@@ -212,7 +219,7 @@ class WebSocket(AsyncConnectionView):
         if not driver.writes_blocked or driver.core.should_close_transport:
             chunks, close = driver.output()
             if chunks:
-                transport.writelines(chunks)
+                _write(transport, chunks)
             if close:
                 transport.close()
                 # close() waits for the buffer to drain; a peer that stopped
@@ -335,6 +342,25 @@ class _Protocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.ws._resume_writing()
+
+
+# Chunks totalling up to this are joined into one write (see `_write`).
+JOIN_BELOW = 256 * 1024
+
+
+def _write(transport: asyncio.Transport, chunks: list[bytes]) -> None:
+    """Write `chunks` in order. Small ones are joined first: uvloop keeps
+    what the socket did not take chunk by chunk, at a cost far above a
+    small chunk's bytes (a peer pinging without reading made thousands of
+    two-byte pongs cost megabytes), and one write of a joined batch is
+    cheaper for either loop. Large payloads keep `writelines`, so they
+    reach the kernel without another copy."""
+    if len(chunks) == 1:
+        transport.write(chunks[0])
+    elif sum(map(len, chunks)) <= JOIN_BELOW:
+        transport.write(b"".join(chunks))
+    else:
+        transport.writelines(chunks)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

@@ -393,7 +393,7 @@ class WebSocket(ConnectionView, Writing):
         False once the connection is over."""
         with self._lock:
             driver = self._driver
-            if data:
+            if data or driver.unfed:
                 self._wake(driver.received(data, _now()))
             if ended:
                 self._wake(driver.eof(_now()))
@@ -431,7 +431,10 @@ class WebSocket(ConnectionView, Writing):
                 self._wait_for_room()
                 if self._core.should_close_transport:
                     break
-                if self._wait_readable(poller) and not self._read_once():
+                if self._driver.unfed:  # compressed input read before the pause comes first
+                    if not self._feed(b"", False):
+                        break
+                elif self._wait_readable(poller) and not self._read_once():
                     break
         except (OSError, ValueError):
             pass  # the socket was closed under us

@@ -301,7 +301,10 @@ class WebSocket(AsyncConnectionView):
         try:
             while not driver.core.should_close_transport:
                 await self._wait_for_room()
-                if not await self._read_some():
+                if driver.unfed:  # compressed input read before the pause comes first
+                    self._wake(driver.received(b"", trio.current_time()))
+                    await self._flush_from_reader()
+                elif not await self._read_some():
                     break
         finally:
             if driver.core.state is not State.CLOSED:

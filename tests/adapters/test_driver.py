@@ -12,6 +12,9 @@ from adapters import ConcurrencyError, ConnectionClosedError, ConnectionClosedOK
 from adapters._admission import Admission
 from adapters._common import READ_SIZE, HttpResponse, Settings, WebSocketURI, new_client_core
 from adapters._driver import (
+    INFLATION,
+    MIN_SLICE,
+    QUEUE_BYTES_PER_SLOT,
     CloseStep,
     Driver,
     Reassembly,
@@ -26,6 +29,7 @@ from wsproto_core import (
     HandshakeRequest,
     HttpRequest,
     LocalProtocolError,
+    PerMessageDeflate,
     PreparedMessage,
     ServerConnection,
     State,
@@ -81,6 +85,87 @@ def test_reading_pauses_at_max_queue_and_resumes_at_half() -> None:
     assert driver.take_message() == "1"
     assert driver.wants_data  # 2 left: half
     driver.received(text("4") + text("5"), 0.0)
+    assert not driver.wants_data
+
+
+def test_reading_also_pauses_on_the_bytes_waiting() -> None:
+    driver = open_driver(max_queue=16)  # 16 x 64 KiB: 1 MiB
+    big = b"x" * (600 << 10)
+    driver.received(frame(0x2, big), 0.0)
+    assert driver.wants_data
+    driver.received(frame(0x2, big), 0.0)
+    assert not driver.wants_data  # two fragments, but 1.2 MiB
+    assert driver.take_message() == big
+    assert not driver.wants_data  # 600 KiB left: more than half
+    assert driver.take_message() == big
+    assert driver.wants_data
+    assert driver.resumed
+
+
+def compressed_driver(**options: object) -> tuple[Driver, ClientConnection]:
+    """A server driver and a client core with permessage-deflate agreed."""
+    driver, _ = server_driver(**options)
+    client = ClientConnection(
+        "example.com", "/", compression=PerMessageDeflate(), max_message_size=None
+    )
+    driver.received(client.data_to_send(), 0.0)
+    client.receive_data(b"".join(driver.output()[0]))
+    assert client.state is State.OPEN
+    assert driver.core.extensions
+    return driver, client
+
+
+def test_deflate_bombs_in_one_read_inflate_only_within_the_budget() -> None:
+    """One read of 40 messages of 4 MiB of zeros (about 4 KiB each on the
+    wire): the queue never holds much more than its budget (256 KiB at
+    max_queue=4) plus one slice's worth, and every message still arrives,
+    whole, as the application takes them."""
+    driver, client = compressed_driver(max_queue=4, max_message_size=4 << 20)
+    message = bytes(4 << 20)
+    for _ in range(40):
+        client.send_bytes(message)
+    flood = client.data_to_send()
+    assert len(flood) < 40 * 8 * 1024
+    driver.received(flood, 0.0)
+    bound = 4 * QUEUE_BYTES_PER_SLOT + 2 * MIN_SLICE * INFLATION
+    delivered = 0
+    while delivered < 40:
+        # (the message being joined is the application's, up to max_message_size)
+        assert sum(len(f.data) for f in driver.fragments) <= bound
+        assert driver.unfed or delivered > 30  # the rest of the read waits, compressed
+        got = driver.take_message()
+        if got is None:
+            assert driver.unfed
+            driver.received(b"", 0.0)  # what a backend does once reading may resume
+            continue
+        assert got == message
+        delivered += 1
+        if driver.resumed:
+            driver.resumed = False
+            driver.received(b"", 0.0)
+    assert not driver.unfed
+
+
+def test_early_compressed_frames_are_read_in_slices_too() -> None:
+    """Bombs sent right behind the request, before the answer, are read
+    after the accept the same way (the core leaves them unread)."""
+    _, sender = compressed_driver()  # a client with deflate agreed, to make frames
+    for _ in range(10):
+        sender.send_bytes(bytes(4 << 20))
+    bombs = sender.data_to_send()
+    settings = Settings.of({"max_queue": 4, "max_message_size": 4 << 20})
+    driver = Driver(settings.new_server_core(), settings, on_request=lambda d, r: None)
+    client = ClientConnection("example.com", "/", compression=PerMessageDeflate())
+    driver.received(client.data_to_send() + bombs, 0.0)  # one read
+    core = driver.core
+    assert isinstance(core, ServerConnection)
+    wake = driver.accepted(core.accept(read_early=False), 0.0)
+    assert wake & Wake.OPENED
+    assert wake & Wake.MESSAGES
+    assert sum(len(f.data) for f in driver.fragments) <= (
+        4 * QUEUE_BYTES_PER_SLOT + 2 * MIN_SLICE * INFLATION
+    )
+    assert driver.unfed  # the rest waits, compressed
     assert not driver.wants_data
 
 

@@ -15,6 +15,7 @@ import trustme
 
 from adapters import ConnectionClosedError, HandshakeError, HttpResponse
 from adapters import blocking as ws_blocking
+from wsproto_core import BytesMessage, ClientConnection, PerMessageDeflate, State
 
 from .harness import BACKENDS, FLOOD_RESULTS, FLOOD_TARGET, client, running_server
 
@@ -532,3 +533,35 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+@backends
+def test_a_burst_of_compressed_messages_is_read_in_slices_and_all_echoed(backend: str) -> None:
+    """Twenty messages of 2 MiB of zeros (some 2 KiB each on the wire) in
+    one write: the server feeds them to the core a slice at a time and
+    pauses when its small queue is full, then goes on with what it had
+    already read as the handler takes them; every one comes back whole."""
+    message = bytes(2 << 20)
+    with running_server(backend, max_queue=2, max_message_size=4 << 20) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        core = ClientConnection(
+            f"127.0.0.1:{server.port}",
+            "/echo",
+            compression=PerMessageDeflate(),
+            max_message_size=None,
+            ping_interval=None,
+        )
+        with sock:
+            sock.sendall(core.data_to_send())
+            while core.state is State.CONNECTING:
+                core.receive_data(sock.recv(65536))
+            assert core.extensions
+            for _ in range(20):
+                core.send_bytes(message)
+            sock.sendall(core.data_to_send())
+            echoes: list[bytes] = []
+            while len(echoes) < 20:
+                data = sock.recv(1 << 20)
+                assert data, "the server closed"
+                echoes += [e.data for e in core.receive_data(data) if isinstance(e, BytesMessage)]
+    assert all(echo == message for echo in echoes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from wsproto_core import (
+    BytesMessage,
     ConnectionFailed,
     HandshakeFailed,
     HandshakeRequest,
@@ -208,6 +209,17 @@ def test_accept_returns_the_events_of_early_frames() -> None:
     assert isinstance(request, HandshakeRequest)
     assert server.accept() == [TextMessage(data="early")]
     assert server.receive_data(b"") == []
+
+
+def test_early_frames_can_be_left_unread_for_the_adapter() -> None:
+    server = ServerConnection()
+    early = frame(0x1, b"early") + frame(0x2, b"two")
+    server.receive_data(upgrade_request() + early)
+    assert server.accept(read_early=False) == []
+    assert server.state is State.OPEN
+    assert server.take_early_data() == early
+    assert server.take_early_data() == b""  # handed over once
+    assert server.receive_data(early) == [TextMessage(data="early"), BytesMessage(data=b"two")]
 
 
 def test_accept_without_early_frames_returns_nothing() -> None:

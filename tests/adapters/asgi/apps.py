@@ -235,6 +235,12 @@ async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
         except Exception as error:
             record(scope, "wrong message", error=type(error).__name__, message=str(error))
         await send({"type": "websocket.close"})
+    elif path == "wrong-type":
+        try:
+            await send({"type": "websocket.send", "text": b"bytes as text"})
+        except Exception as error:
+            record(scope, "wrong type", error=type(error).__name__, message=str(error))
+        await send({"type": "websocket.close", "code": 4001})
     elif path == "bad-send":
         try:
             await send({"type": "websocket.send", "text": "a", "bytes": b"b"})

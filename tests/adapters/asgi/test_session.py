@@ -224,18 +224,19 @@ def test_sending_after_disconnect_raises_client_disconnected(starlette: Uvicorn)
 
 
 @pytest.mark.parametrize(
-    ("path", "what", "words"),
+    ("path", "what", "error", "words"),
     [
-        ("/raw/wrong-message", "wrong message", "but got 'websocket.accept'"),
-        ("/raw/bad-send", "bad send", "exactly one of 'bytes' and 'text'"),
+        ("/raw/wrong-message", "wrong message", "RuntimeError", "but got 'websocket.accept'"),
+        ("/raw/bad-send", "bad send", "RuntimeError", "exactly one of 'bytes' and 'text'"),
+        ("/raw/wrong-type", "wrong type", "TypeError", "str as 'text' and bytes as 'bytes'"),
     ],
 )
 def test_a_message_out_of_place_raises(
-    starlette: Uvicorn, path: str, what: str, words: str
+    starlette: Uvicorn, path: str, what: str, error: str, words: str
 ) -> None:
     url, test_id = starlette.url(path)
     with peer("blocking", url) as ws:
         ws.wait_closed()
     seen = starlette.observed(test_id, what)
-    assert seen["error"] == "RuntimeError"
+    assert seen["error"] == error
     assert words in seen["message"]
