@@ -30,7 +30,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.utils import (
@@ -189,6 +189,19 @@ class AsgiWebSocket(WebSocket):
     async def receive(self) -> ASGIMessage:
         """The app's `receive`: `websocket.connect` first, then each whole
         message, then `websocket.disconnect` (again on every later call)."""
+        if self.phase is Phase.OPEN and self._connect_delivered:
+            # The common case, spelled out: a message is waiting.
+            driver = self._driver
+            message = driver.take_message()
+            if message is not None:
+                if driver.resumed:
+                    self._reading_resumed()
+                if isinstance(message, str):
+                    return {"type": "websocket.receive", "text": message}
+                return {"type": "websocket.receive", "bytes": message}
+        return await self._next_event()
+
+    async def _next_event(self) -> ASGIMessage:
         if not self._connect_delivered:
             self._connect_delivered = True
             return {"type": "websocket.connect"}
@@ -249,14 +262,35 @@ class AsgiWebSocket(WebSocket):
         """The app's `send`: what each message does depends on the phase,
         and a message the phase does not allow raises RuntimeError with
         uvicorn's words."""
+        if message["type"] == "websocket.send" and self.phase is Phase.OPEN and not self._lost:
+            # The common case, spelled out: a message to send.
+            data: Any = message.get("bytes")
+            text: Any = message.get("text")
+            if data is None:
+                if not isinstance(text, str):
+                    _refuse_send(data, text)
+                payload = text
+            else:
+                if text is not None or isinstance(data, str):
+                    _refuse_send(data, text)
+                payload = data
+            driver = self._driver
+            try:
+                self._flush_soon(driver.queue_send(payload, compress=None))
+                if driver.writes_blocked:
+                    await self._drain()
+            except ConnectionClosed:
+                raise ClientDisconnected from None
+            return
+        await self._send_in_any_phase(message)
+
+    async def _send_in_any_phase(self, message: ASGIMessage) -> None:
         kind = message["type"]
         if self._lost:
             raise ClientDisconnected
         phase = self.phase
         if phase is Phase.OPEN:
-            if kind == "websocket.send":
-                await self._send_data(message)
-            elif kind == "websocket.close":
+            if kind == "websocket.close":
                 self._app_close(message)
             else:
                 raise RuntimeError(
@@ -286,18 +320,6 @@ class AsgiWebSocket(WebSocket):
             raise RuntimeError(
                 f"Unexpected ASGI message '{kind}', after sending 'websocket.close'."
             )
-
-    async def _send_data(self, message: ASGIMessage) -> None:
-        data: Any = message.get("bytes")
-        text: Any = message.get("text")
-        if (data is None) == (text is None):
-            raise RuntimeError("'websocket.send' takes exactly one of 'bytes' and 'text'")
-        if isinstance(text if data is None else data, str) != (data is None):
-            raise TypeError("'websocket.send' takes str as 'text' and bytes as 'bytes'")
-        try:
-            await self.send(text if data is None else data)  # (checks the type)
-        except ConnectionClosed:
-            raise ClientDisconnected from None
 
     def _app_close(self, message: ASGIMessage) -> None:
         code = message.get("code")
@@ -413,6 +435,13 @@ class AsgiWebSocket(WebSocket):
             client = get_remote_addr(self._transport) if self._transport is not None else None
             prefix = f"{client[0]}:{client[1]} - " if client else ""
             logger.log(TRACE_LOG_LEVEL, "%sWebSocket %s", prefix, what)
+
+
+def _refuse_send(data: object, text: object) -> NoReturn:
+    """Why a `websocket.send` cannot be sent."""
+    if (data is None) == (text is None):
+        raise RuntimeError("'websocket.send' takes exactly one of 'bytes' and 'text'")
+    raise TypeError("'websocket.send' takes str as 'text' and bytes as 'bytes'")
 
 
 def _receive(data: str | bytes) -> ASGIMessage:
