@@ -45,7 +45,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import sys
 from collections import deque
 from collections.abc import Callable
 from typing import assert_never
@@ -133,7 +132,10 @@ class Driver:
     it under its connection lock, the others from their one thread."""
 
     __slots__ = (
+        "_dropping",
+        "_eof_pending",
         "_holding_message",
+        "_last_now",
         "_max_queued_bytes",
         "_on_closing",
         "_on_request",
@@ -170,6 +172,9 @@ class Driver:
         # Compressed input read but not yet given to the core (see `received`):
         # a backend with some feeds it (`received(b"")`) before reading more.
         self.unfed = b""
+        self._eof_pending = False  # the end came while input was still unfed
+        self._dropping = False  # see `drop_messages`
+        self._last_now = 0.0  # (for input fed after the transport is gone)
         self._on_request = on_request
         self.fragments: deque[Fragment] = deque()
         self.assembly = Reassembly()
@@ -212,10 +217,19 @@ class Driver:
             wake |= self._dispatch(core.receive_data(unfed[start:end], defer_failure=hold), now)
             start = end
         self.unfed = unfed[start:] if start < len(unfed) else b""
+        if not self.unfed and self._eof_pending:
+            self._eof_pending = False
+            if core.state is not State.CLOSED:
+                wake |= self._dispatch(core.receive_eof(), now)
         return wake
 
     def eof(self, now: float) -> int:
-        """The peer closed its side (or the transport reported end of file)."""
+        """The peer closed its side (or the transport reported end of file).
+        With compressed input still `unfed` (a TLS layer may hand over data
+        and its end together), the end waits for it: see `received`."""
+        if self.unfed:
+            self._eof_pending = True
+            return Wake.NONE
         return self._dispatch(self.core.receive_eof(), now)
 
     def timer(self, now: float) -> int:
@@ -224,8 +238,13 @@ class Driver:
 
     def transport_lost(self, now: float) -> int:
         """The transport is closed, for whatever reason: everyone waiting
-        must look again, and find the connection over."""
-        if self.core.state is not State.CLOSED:
+        must look again, and find the connection over (once they have
+        taken what was read before: input still `unfed` is fed as they take,
+        and the end applied after it)."""
+        if self.unfed:
+            self._eof_pending = True
+            self._last_now = now
+        elif self.core.state is not State.CLOSED:
             self._dispatch(self.core.receive_eof(), now)
         self.gone = True
         self.closing_transport = True
@@ -277,7 +296,9 @@ class Driver:
                     raise AssertionError("the adapters' core delivers fragments")
                 case _:  # pragma: no cover - the union is closed
                     assert_never(event)
-        if len(fragments) >= self.max_queue or self._queued_bytes >= self._max_queued_bytes:
+        if self._dropping:
+            self._queued_bytes = 0  # (nothing is kept)
+        elif len(fragments) >= self.max_queue or self._queued_bytes >= self._max_queued_bytes:
             self._read_paused = True
         return wake
 
@@ -301,7 +322,8 @@ class Driver:
         close frame is still read."""
         self.fragments = deque(maxlen=0)  # appending to it discards, at no cost
         self.assembly = Reassembly()
-        self._max_queued_bytes = sys.maxsize  # (what is counted is dropped)
+        self._dropping = True  # (compressed input is still fed in slices)
+        self._queued_bytes = 0
         if self._read_paused:
             self._read_paused = False
             self.resumed = True
@@ -348,6 +370,10 @@ class Driver:
         and otherwise wait for `Wake.MESSAGES`."""
         self._holding_message = False
         fragments = self.fragments
+        if not fragments and self.unfed and self.gone:
+            # The transport is gone with compressed input still to feed
+            # (see `transport_lost`): it comes as the application takes.
+            self.received(b"", self._last_now)
         if not fragments:
             core = self.core
             if core.failure_pending:  # the application has answered all it had

@@ -21,6 +21,11 @@ application can see. The exceptions, and why:
   (bounded by the close timeout) instead of dropping TCP at once.
 - A denial response is written when its last body chunk comes, so an
   application that stops halfway still gets a clean 500.
+- An accept naming a subprotocol the client did not offer, or setting a
+  header the handshake writes itself (Upgrade, Connection, the
+  Sec-WebSocket-Accept and -Extensions), raises in the app (so 500), where
+  uvicorn's classes send it and the client then fails the handshake. A
+  Sec-WebSocket-Protocol header is taken as the subprotocol, as they do.
 """
 
 from __future__ import annotations
@@ -65,13 +70,7 @@ logger = logging.getLogger("uvicorn.error")  # where uvicorn's own classes log
 # Fields of the 101 response that the handshake writes itself; an app
 # that sets one again would break the handshake.
 _HANDSHAKE_FIELDS = frozenset(
-    {
-        "connection",
-        "upgrade",
-        "sec-websocket-accept",
-        "sec-websocket-protocol",
-        "sec-websocket-extensions",
-    }
+    {"connection", "upgrade", "sec-websocket-accept", "sec-websocket-extensions"}
 )
 
 
@@ -249,8 +248,8 @@ class AsgiWebSocket(WebSocket):
             return
         if not self._reading:  # what was taken may have made room
             self._steer_reading()
-            if driver.fragments:  # (compressed input it had read, now fed)
-                return
+            if driver.fragments or driver.is_over():
+                return  # (compressed input it had read, now fed, brought news)
         waiter = self._recv_waiter
         if waiter is None or waiter.done():
             waiter = self._recv_waiter = self._loop.create_future()
@@ -301,6 +300,8 @@ class AsgiWebSocket(WebSocket):
             if kind == "websocket.accept":
                 self._accept(message)
             elif kind == "websocket.close":
+                if not self._request_pending():
+                    raise ClientDisconnected
                 self._log_answer("403")
                 self._answer(403, [], b"")
             elif kind == "websocket.http.response.start":
@@ -342,21 +343,30 @@ class AsgiWebSocket(WebSocket):
             self._reading_resumed()
         self.phase = Phase.DONE
         self._ended = ended
+        self._wake(Wake.MESSAGES)  # a `receive` waiting in another task reports it now
 
     def _accept(self, message: ASGIMessage) -> None:
         if not self._request_pending():
             raise ClientDisconnected
-        headers = list(message.get("headers") or ())
-        for name, _ in headers:
-            if bytes(name).lower().decode("latin-1") in _HANDSHAKE_FIELDS:
+        subprotocol = message.get("subprotocol")
+        headers = []
+        for name, value in message.get("headers") or ():
+            field = bytes(name).decode("latin-1").lower()
+            if field == "sec-websocket-protocol" and subprotocol is None:
+                # The ASGI spec asks for `subprotocol`; uvicorn's classes
+                # also take the header, and so do we, as that.
+                subprotocol = bytes(value).decode("latin-1").strip()
+            elif field in _HANDSHAKE_FIELDS or field == "sec-websocket-protocol":
                 raise RuntimeError(
-                    f"'websocket.accept' may not set the {bytes(name).decode('latin-1')} "
-                    "header: the handshake writes it (use 'subprotocol' for the subprotocol)"
+                    f"'websocket.accept' may not set the {field} header: the handshake "
+                    "writes it (and 'subprotocol' names the subprotocol)"
                 )
+            else:
+                headers.append((name, value))
         core = self._driver.core
         assert isinstance(core, ServerConnection)
         early = core.accept(
-            subprotocol=message.get("subprotocol"),
+            subprotocol=subprotocol,
             extra_headers=self._headers(headers),
             read_early=False,  # the driver reads them, in slices if compressed
         )
@@ -398,6 +408,7 @@ class AsgiWebSocket(WebSocket):
         core.reject(status, headers=headers, body=body)
         self.phase = Phase.DONE
         self._ended = (CloseCode.ABNORMAL_CLOSURE, "")
+        self._wake(Wake.MESSAGES)
         self._flush()
 
     def _headers(self, given: HeaderList) -> list[tuple[str, str]]:

@@ -72,8 +72,8 @@ class WebSocket(AsyncConnectionView):
             raise driver.closed_error()
         if not self._reading:  # what was taken may have made room
             self._steer_reading()
-            if driver.fragments:  # (compressed input it had read, now fed)
-                return
+            if driver.fragments or driver.is_over():
+                return  # (compressed input it had read, now fed, brought news)
         waiter = self._recv_waiter = self._loop.create_future()
         try:
             await waiter

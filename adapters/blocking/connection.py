@@ -431,7 +431,8 @@ class WebSocket(ConnectionView, Writing):
                 self._wait_for_room()
                 if self._core.should_close_transport:
                     break
-                if self._driver.unfed:  # compressed input read before the pause comes first
+                if self._driver.unfed and self._driver.wants_data:
+                    # Compressed input read before the pause comes first.
                     if not self._feed(b"", False):
                         break
                 elif self._wait_readable(poller) and not self._read_once():

@@ -301,7 +301,8 @@ class WebSocket(AsyncConnectionView):
         try:
             while not driver.core.should_close_transport:
                 await self._wait_for_room()
-                if driver.unfed:  # compressed input read before the pause comes first
+                if driver.unfed and driver.wants_data:
+                    # Compressed input read before the pause comes first.
                     self._wake(driver.received(b"", trio.current_time()))
                     await self._flush_from_reader()
                 elif not await self._read_some():

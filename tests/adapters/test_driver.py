@@ -146,6 +146,57 @@ def test_deflate_bombs_in_one_read_inflate_only_within_the_budget() -> None:
     assert not driver.unfed
 
 
+def bombs(count: int, size: int = 4 << 20) -> tuple[Driver, bytes]:
+    driver, client = compressed_driver(max_queue=4, max_message_size=size)
+    for n in range(count):
+        client.send_bytes(bytes(size - 1) + bytes([n]))
+    client.close(1000, "bye")
+    return driver, client.data_to_send()
+
+
+@pytest.mark.parametrize("ending", ["eof", "transport_lost"])
+def test_an_end_that_comes_with_unfed_input_waits_for_it(ending: str) -> None:
+    """A TLS layer hands over data and its end together (and asyncio's
+    closes the transport right after): what was read still reaches the
+    application, in slices as it takes, and the close frame in it counts."""
+    driver, wire = bombs(10)
+    driver.received(wire, 0.0)
+    assert driver.unfed
+    getattr(driver, ending)(1.0)
+    assert driver.core.state is State.OPEN  # the end waits for the input before it
+    got = []
+    while True:
+        message = driver.take_message()
+        if driver.resumed:  # what a backend does once reading may resume
+            driver.resumed = False
+            if not driver.gone:  # (once it is, taking feeds the rest itself)
+                driver.received(b"", 2.0)
+        if message is not None:
+            got.append(message)
+        elif not driver.fragments:
+            break
+    assert [m[-1] for m in got] == list(range(10))
+    assert not driver.unfed
+    assert driver.close_code == 1000
+    assert driver.core.close_reason == "bye"
+
+
+def test_after_drop_messages_compressed_input_is_still_inflated_in_slices() -> None:
+    driver, wire = bombs(20)
+    driver.start_close(1000, "")
+    driver.drop_messages()
+    tracemalloc.start()
+    try:
+        driver.received(wire, 0.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 << 20  # 20 x 4 MiB inflated at once would be 80 MiB
+    assert driver.wants_data
+    assert not driver.unfed
+    assert driver.core.state is State.CLOSED  # the close frame behind them was read
+
+
 def test_early_compressed_frames_are_read_in_slices_too() -> None:
     """Bombs sent right behind the request, before the answer, are read
     after the accept the same way (the core leaves them unread)."""

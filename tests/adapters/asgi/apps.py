@@ -208,7 +208,22 @@ async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
     if path == "return-mid-denial":
         await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
         return
+    if path == "accept-via-header":  # the subprotocol as a header, as uvicorn's classes take it
+        await send(
+            {"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"second")]}
+        )
+        await send({"type": "websocket.close"})
+        return
     await send({"type": "websocket.accept"})
+    if path == "close-while-receiving":  # a receive waits in another task
+        receiver = asyncio.ensure_future(receive())
+        await asyncio.sleep(0.2)
+        await send({"type": "websocket.close", "code": 4003, "reason": "bye"})
+        try:
+            record(scope, "receiver", message=await asyncio.wait_for(receiver, 5))
+        except TimeoutError:
+            record(scope, "receiver", message=None)
+        return
     if path == "send-after-close":
         await send({"type": "websocket.close", "code": 4000, "reason": "done"})
         after = await receive()

@@ -240,3 +240,21 @@ def test_a_message_out_of_place_raises(
     seen = starlette.observed(test_id, what)
     assert seen["error"] == error
     assert words in seen["message"]
+
+
+def test_the_subprotocol_may_come_as_a_header(starlette: Uvicorn) -> None:
+    url, _ = starlette.url("/raw/accept-via-header")
+    with peer("websockets", url, subprotocols=("first", "second")) as ws:
+        assert ws.subprotocol == "second"
+
+
+def test_a_receive_waiting_elsewhere_learns_of_the_apps_close_at_once(
+    starlette: Uvicorn,
+) -> None:
+    """The client never answers the close: the receive that waits in
+    another task still returns the app's own close at once, as with
+    uvicorn's classes, not at the close timeout (10 s)."""
+    sock, _, test_id = raw_client(starlette, "/raw/close-while-receiving")
+    with sock:
+        seen = starlette.observed(test_id, "receiver", timeout=4)
+    assert seen["message"] == {"type": "websocket.disconnect", "code": 4003, "reason": "bye"}
