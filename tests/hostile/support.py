@@ -157,6 +157,27 @@ class Server:
                 self._log.append(raw.decode("utf-8", "replace"))
 
 
+def _spawn(
+    command: list[str],
+    env: dict[str, str] | None,
+    rlimits: Rlimits | None,
+    *,
+    stdout: int,
+) -> subprocess.Popen[bytes]:
+    """A server process from SOURCE_ROOT, its stderr piped, under `rlimits`."""
+    environment = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), PYTHONUNBUFFERED="1")
+    environment.update(env or {})
+    return subprocess.Popen(
+        command,
+        cwd=SOURCE_ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        preexec_fn=_set_rlimits(rlimits) if rlimits else None,
+    )
+
+
 def _set_rlimits(limits: Rlimits) -> Callable[[], None]:
     def apply() -> None:
         for which, value in limits.items():
@@ -178,17 +199,7 @@ def running(
     module = {"echo": "adapters.echo", "chat": "adapters.chat"}[kind]
     command = [sys.executable, "-m", module, "--backend", backend, "--host", "127.0.0.1"]
     command += ["--port", "0", *args]
-    environment = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), PYTHONUNBUFFERED="1")
-    environment.update(env or {})
-    process = subprocess.Popen(
-        command,
-        cwd=SOURCE_ROOT,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_set_rlimits(rlimits) if rlimits else None,
-    )
+    process = _spawn(command, env, rlimits, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         assert process.stderr is not None
@@ -242,17 +253,7 @@ def running_uvicorn(
     command += ["--port", "0", *args]
     if graceful is not None:
         command += ["--timeout-graceful-shutdown", str(graceful)]
-    environment = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), PYTHONUNBUFFERED="1")
-    environment.update(env or {})
-    process = subprocess.Popen(
-        command,
-        cwd=SOURCE_ROOT,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=_set_rlimits(rlimits) if rlimits else None,
-    )
+    process = _spawn(command, env, rlimits, stdout=subprocess.DEVNULL)
     try:
         assert process.stderr is not None
         early: list[str] = []
