@@ -43,7 +43,11 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         metavar="ORIGIN",
         help="allowed Origin values, such as https://chat.example (default: the page's own)",
     )
-    parser.add_argument("--redis", metavar="URL", help="share the room through Redis, redis://…")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the room through Redis: redis://[user:password@]host[:port][/db]",
+    )
     parser.add_argument(
         "--workers", type=int, default=1, help="processes sharing the port (needs --redis)"
     )
@@ -136,7 +140,12 @@ def page_url(settings: ChatSettings, port: int) -> str:
 
 
 def describe(settings: ChatSettings, port: int) -> str:
-    hub = "in-memory hub" if settings.redis is None else f"Redis {settings.redis}"
+    if settings.redis is None:
+        hub = "in-memory hub"
+    else:
+        from .resp import parse_redis_url
+
+        hub = f"Redis {parse_redis_url(settings.redis)}"  # (the password hidden)
     return f"wschat ({settings.backend}, {hub}): open {page_url(settings, port)}"
 
 

@@ -81,7 +81,8 @@ class RedisLinkBase(Generic[E]):
     expected_errors: tuple[type[Exception], ...] = (OSError, SessionError)
 
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
-        self.host, self.port, self.db = parse_redis_url(url)
+        self.address = parse_redis_url(url)
+        self.host, self.port, self.db = self.address.host, self.address.port, self.address.db
         self.history_length = history
         self.deliver = deliver
         self.delay = FIRST_DELAY
@@ -151,6 +152,11 @@ class RedisLinkBase(Generic[E]):
             history_key=HISTORY_KEY,
             history_length=self.history_length,
             db=self.db,
+            credentials=(
+                None
+                if self.address.password is None
+                else (self.address.username, self.address.password)
+            ),
         )
         with self._lock:
             self.session = session

@@ -20,7 +20,10 @@ backends:
   PING, a PUBLISH still in the outbox) is `reply_timeout` late. A stalled
   Redis (socket open, no answers) is noticed that way, and so is an outbox
   that does not drain;
-- up and down: `up` once subscribed (and the database selected), down for
+- credentials: AUTH (password, or ACL user and password) first on each
+  connection; a refusal fails the session, saying so;
+- up and down: `up` once subscribed (and authenticated, and the database
+  selected), down for
   good once `failure` is set. A session is never revived: the backend
   starts a new one on new connections.
 
@@ -62,6 +65,7 @@ class SessionError(Exception):
 
 
 class _Kind(enum.Enum):
+    AUTH = enum.auto()
     SUBSCRIBE = enum.auto()
     SELECT = enum.auto()
     PING = enum.auto()
@@ -110,6 +114,7 @@ class RedisSession(Generic[W]):
         history_key: str,
         history_length: int,
         db: int = 0,
+        credentials: tuple[str | None, str] | None = None,
         max_outbox: int = MAX_OUTBOX,
         max_payload: int = MAX_PAYLOAD,
         ping_interval: float = PING_INTERVAL,
@@ -136,6 +141,15 @@ class RedisSession(Generic[W]):
         self._dropped = LogThrottle()
         self._refused = LogThrottle()
         self._errors = LogThrottle()
+        # AUTH goes first on each connection (the commands behind it are
+        # refused until it is accepted, and any refusal fails the session).
+        self._unauthenticated: set[Conn] = set()
+        if credentials is not None:
+            user, password = credentials
+            auth = command("AUTH", password) if user is None else command("AUTH", user, password)
+            for conn in (Conn.SUB, Conn.CMD):
+                self._queue(conn, auth, _Kind.AUTH, now)
+                self._unauthenticated.add(conn)
         self._queue(Conn.SUB, command("SUBSCRIBE", channel), _Kind.SUBSCRIBE, now)
         if db:
             self._queue(Conn.CMD, command("SELECT", db), _Kind.SELECT, now)
@@ -146,7 +160,12 @@ class RedisSession(Generic[W]):
     def up(self) -> bool:
         """Subscribed, on the right database, and not failed: the room may
         count on Redis."""
-        return self._subscribed and self._selected and self.failure is None
+        return (
+            self._subscribed
+            and self._selected
+            and not self._unauthenticated
+            and self.failure is None
+        )
 
     @property
     def outbox_size(self) -> int:
@@ -276,7 +295,10 @@ class RedisSession(Generic[W]):
                     self._drop(now, "a payload that is not UTF-8")
             return
         head = side.expected[0].kind if side.expected else None
-        if isinstance(reply, RedisError):
+        if head is _Kind.AUTH:
+            side.expected.popleft()
+            self._authenticated(Conn.SUB, reply)
+        elif isinstance(reply, RedisError):
             self.fail(f"redis refused the subscription: {reply}")
         elif head is _Kind.SUBSCRIBE and _is_push(reply, b"subscribe", self.channel):
             side.expected.popleft()
@@ -293,7 +315,9 @@ class RedisSession(Generic[W]):
             return
         expected = side.expected.popleft()
         kind = expected.kind
-        if kind is _Kind.SELECT:
+        if kind is _Kind.AUTH:
+            self._authenticated(Conn.CMD, reply)
+        elif kind is _Kind.SELECT:
             if reply == "OK":
                 self._selected = True
             else:
@@ -306,6 +330,13 @@ class RedisSession(Generic[W]):
             result.answers.append((expected.token, self._history(reply, now)))
         elif isinstance(reply, RedisError):  # a PUBLISH or RPUSH refused (OOM...)
             self._errors.warning(now, "redis refused a command: %s", reply)
+
+    def _authenticated(self, conn: Conn, reply: Reply) -> None:
+        if reply == "OK":
+            self._unauthenticated.discard(conn)
+        else:  # (WRONGPASS, or AUTH without a password set: a wrong URL)
+            detail = str(reply) if isinstance(reply, RedisError) else _show(reply)
+            self.fail(f"redis refused the credentials: {detail}")
 
     def _history(self, reply: Reply, now: float) -> list[str] | None:
         """The stored events, as text; items that cannot be (too large, not

@@ -13,8 +13,10 @@ connection and reconnect.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TypeAlias
+from urllib.parse import quote, unquote, urlsplit
 
 
 class RedisError(Exception):
@@ -264,28 +266,58 @@ def _integer(line: bytes) -> int:
     return int(line)
 
 
-def parse_redis_url(url: str) -> tuple[str, int, int]:
-    """redis://host:port/db -> (host, port, db); ValueError if it is not
-    one this client can use (it sends no AUTH, so no credentials)."""
-    from urllib.parse import urlsplit
+@dataclass(frozen=True, slots=True)
+class RedisURL:
+    """What `parse_redis_url` reads; `password` None: no AUTH is sent."""
 
-    problem = f"expected redis://host:port/db, not {url!r}"
+    host: str
+    port: int = 6379
+    db: int = 0
+    username: str | None = None  # an ACL user (Redis 6+); None: the default user
+    password: str | None = None
+
+    def __str__(self) -> str:
+        """The URL as it may be shown (in a log line): the password hidden."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        who = "" if self.username is None else quote(self.username, safe="")
+        if self.password is not None:
+            who += ":***"
+        return f"redis://{who + '@' if who else ''}{host}:{self.port}/{self.db}"
+
+
+def parse_redis_url(url: str) -> RedisURL:
+    """redis://[user[:password]@]host[:port][/db] -> RedisURL, as Redis's
+    own clients read it (user and password percent-decoded; `:password@`
+    alone is the default user's password); ValueError if it is not one
+    this client can use."""
+    problem = f"expected redis://[user:password@]host[:port][/db], not {_hidden(url)!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise ValueError(problem) from None
+    if parts.scheme == "rediss":
+        raise ValueError(f"TLS to Redis (rediss://) is not supported yet: {_hidden(url)!r}")
     if parts.scheme != "redis" or not parts.hostname:
         raise ValueError(problem)
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"credentials in a Redis URL are not supported: {url!r}")
     if parts.query or parts.fragment:
         raise ValueError(problem)
     if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"port out of range in {url!r}")
+        raise ValueError(f"port out of range in {_hidden(url)!r}")
     db = parts.path[1:] if parts.path.startswith("/") else parts.path
     if db == "":
         db = "0"
     if not (db.isascii() and db.isdigit()) or len(db) > 9:
-        raise ValueError(f"the database must be a number, as in redis://host:6379/0: {url!r}")
-    return parts.hostname, port or 6379, int(db)
+        raise ValueError(
+            f"the database must be a number, as in redis://host:6379/0: {_hidden(url)!r}"
+        )
+    username = unquote(parts.username) if parts.username else None
+    password = None if parts.password is None else unquote(parts.password)
+    if username is not None and password is None:
+        raise ValueError(f"an ACL user needs a password, as in redis://user:password@host: {url!r}")
+    return RedisURL(parts.hostname, port or 6379, int(db), username, password)
+
+
+def _hidden(url: str) -> str:
+    """`url` with any password replaced, for an error message."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)

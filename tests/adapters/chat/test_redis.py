@@ -38,13 +38,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_process(port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A redis-server of our own on a loopback port, and its process (for
-    the tests that stop and continue it: that PID only)."""
+def redis_process(
+    port: int | None = None, *options: str
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A redis-server of our own on a loopback port (with `options`, such as
+    --requirepass), and its process (for the tests that stop and continue
+    it: that PID only)."""
     assert REDIS is not None, "redis-server is not installed (scripts/run-tests installs it)"
     port = port or free_port()
     process = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            REDIS,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -54,7 +68,8 @@ def redis_process(port: int | None = None) -> Iterator[tuple[int, subprocess.Pop
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
                     probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
+                    answer = probe.recv(64)
+                    if answer.startswith((b"+PONG", b"-NOAUTH")):  # (up, with a password)
                         break
             except OSError:
                 pass
@@ -68,8 +83,8 @@ def redis_process(port: int | None = None) -> Iterator[tuple[int, subprocess.Pop
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[int]:
-    with redis_process(port) as (port, _):
+def redis_server(port: int | None = None, *options: str) -> Iterator[int]:
+    with redis_process(port, *options) as (port, _):
         yield port
 
 
@@ -436,3 +451,73 @@ def test_a_fake_redis_with_hostile_replies(backend: str) -> None:
             bob.close()
     finally:
         fake.close()
+
+
+# -- credentials ------------------------------------------------------------------------
+
+# requirepass for the default user, and an ACL user of its own.
+CREDENTIALS = ("--requirepass", "default-pw", "--user", "alice", "on", ">alice-pw", "~*", "&*")
+CREDENTIALS += ("+@all",)
+
+
+def redis_command(port: int, *args: str, auth: tuple[str, ...] = ()) -> Reply:
+    """One command on a connection of its own (after AUTH `auth`)."""
+    parser = ReplyParser()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        if auth:
+            sock.sendall(command("AUTH", *auth))
+        sock.sendall(command(*args))
+        replies: list[Reply] = []
+        while len(replies) < (2 if auth else 1):
+            data = sock.recv(65536)
+            assert data, "redis closed the connection"
+            replies += parser.feed(data)
+    return replies[-1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_acl_user_and_the_default_users_password(backend: str) -> None:
+    with redis_server(None, *CREDENTIALS) as port:
+        for url, auth in [
+            (f"redis://alice:alice-pw@127.0.0.1:{port}/0", ("alice", "alice-pw")),
+            (f"redis://:default-pw@127.0.0.1:{port}/0", ("default-pw",)),
+        ]:
+            with running_chat(backend, "--redis", url) as chat:  # (waits for "redis connected")
+                member = Member(chat.ws_url)
+                member.join("ann")
+                member.send(type="message", text=f"through {auth[0]}")
+                assert wait_for(member, "message")["text"] == f"through {auth[0]}"
+                member.close()
+                deadline = time.monotonic() + 10
+                while True:  # the history is stored in Redis, so the link is in
+                    stored = redis_command(port, "LRANGE", "wschat:history", "0", "-1", auth=auth)
+                    assert isinstance(stored, list)
+                    if any(f"through {auth[0]}".encode() in item for item in stored):  # type: ignore[operator]
+                        break
+                    assert time.monotonic() < deadline, stored
+                    time.sleep(0.05)
+                assert "-pw" not in read_log(chat)  # no password in what it logs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_password_is_one_clear_line_and_retries(backend: str) -> None:
+    with redis_server(None, *CREDENTIALS) as port:
+        url = f"redis://alice:wrong@127.0.0.1:{port}/0"
+        # (--redis=URL: running_chat does not wait for "redis connected")
+        with running_chat(backend, f"--redis={url}") as chat:
+            logged = wait_for_log(chat.process, "redis refused the credentials")
+            member = Member(chat.ws_url)  # the chat still serves, locally
+            member.join("ann")
+            member.send(type="message", text="local")
+            assert wait_for(member, "message")["text"] == "local"
+            member.close()
+            time.sleep(2.0)  # some retries (0.25 s, 0.5 s, 1 s ...)
+            logged += read_log(chat)
+            info = redis_command(port, "INFO", "stats", auth=("default-pw",))
+        assert logged.count("redis refused the credentials") == 1
+        assert "WRONGPASS" in logged
+        assert "Traceback" not in logged
+        assert "wrong" not in logged.replace("wrong password", "")
+        assert isinstance(info, bytes)
+        received = int(info.split(b"total_connections_received:")[1].split(b"\r\n")[0])
+        assert received >= 6  # two connections an attempt, and it kept attempting

@@ -70,6 +70,46 @@ def test_selects_its_database_first() -> None:
     assert session.up
 
 
+@pytest.mark.parametrize(
+    ("credentials", "auth"),
+    [
+        ((None, "s3cret"), command("AUTH", "s3cret")),  # requirepass: the default user
+        (("alice", "pw"), command("AUTH", "alice", "pw")),  # an ACL user
+    ],
+)
+def test_auth_goes_first_on_both_connections(
+    credentials: tuple[str | None, str], auth: bytes
+) -> None:
+    session = new_session(db=2, credentials=credentials)
+    assert session.data_to_send(Conn.SUB) == auth + command("SUBSCRIBE", CHANNEL)
+    assert session.data_to_send(Conn.CMD) == auth + command("SELECT", 2)
+    session.receive_data(Conn.SUB, b"+OK\r\n" + SUBSCRIBED, 100.0)
+    session.receive_data(Conn.CMD, b"+OK\r\n", 100.0)
+    assert not session.up  # the SELECT is still unanswered
+    session.receive_data(Conn.CMD, b"+OK\r\n", 100.0)
+    assert session.up
+
+
+def test_the_commands_connection_must_be_authenticated_too() -> None:
+    session = new_session(credentials=("alice", "pw"))
+    session.receive_data(Conn.SUB, b"+OK\r\n" + SUBSCRIBED, 100.0)
+    assert not session.up  # database 0, but the AUTH on CMD is unanswered
+    session.receive_data(Conn.CMD, b"+OK\r\n", 100.0)
+    assert session.up
+
+
+@pytest.mark.parametrize("conn", [Conn.SUB, Conn.CMD])
+def test_refused_credentials_fail_the_session_saying_so(conn: Conn) -> None:
+    session = new_session(credentials=("alice", "wrong"))
+    refusal = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    session.receive_data(conn, refusal, 100.0)
+    assert not session.up
+    assert session.failure == (
+        "redis refused the credentials: "
+        "WRONGPASS invalid username-password pair or user is disabled."
+    )
+
+
 def test_a_refused_select_fails_the_session() -> None:
     session = new_session(db=99)
     session.receive_data(Conn.SUB, SUBSCRIBED, 100.0)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from adapters.chat.resp import (
     ProtocolError,
     RedisError,
+    RedisURL,
     Reply,
     ReplyParser,
     TooLarge,
@@ -299,10 +300,31 @@ def test_garbage_after_valid_replies(expected: list[Reply], garbage: bytes, size
 
 
 def test_redis_url() -> None:
-    assert parse_redis_url("redis://127.0.0.1:6380/2") == ("127.0.0.1", 6380, 2)
-    assert parse_redis_url("redis://cache") == ("cache", 6379, 0)
-    assert parse_redis_url("redis://cache/") == ("cache", 6379, 0)
-    assert parse_redis_url("redis://[::1]:7000/1") == ("::1", 7000, 1)
+    assert parse_redis_url("redis://127.0.0.1:6380/2") == RedisURL("127.0.0.1", 6380, 2)
+    assert parse_redis_url("redis://cache") == RedisURL("cache", 6379, 0)
+    assert parse_redis_url("redis://cache/") == RedisURL("cache", 6379, 0)
+    assert parse_redis_url("redis://[::1]:7000/1") == RedisURL("::1", 7000, 1)
+
+
+def test_redis_url_credentials() -> None:
+    assert parse_redis_url("redis://:s3cret@cache") == RedisURL("cache", password="s3cret")
+    assert parse_redis_url("redis://alice:pw@cache:6380/1") == RedisURL(
+        "cache", 6380, 1, "alice", "pw"
+    )
+    # percent-encoded, as a password with @, : or / has to be written
+    assert parse_redis_url("redis://al%40ce:p%3Aw%2F%40@cache") == RedisURL(
+        "cache", username="al@ce", password="p:w/@"
+    )
+
+
+def test_a_redis_url_is_shown_without_its_password() -> None:
+    shown = str(parse_redis_url("redis://alice:pw@cache:6380/1"))
+    assert shown == "redis://alice:***@cache:6380/1"
+    assert str(parse_redis_url("redis://:s3cret@[::1]")) == "redis://:***@[::1]:6379/0"
+    assert str(parse_redis_url("redis://cache")) == "redis://cache:6379/0"
+    with pytest.raises(ValueError, match=r"\*\*\*") as refused:
+        parse_redis_url("redis://alice:s3cret@cache/zero")
+    assert "s3cret" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
@@ -317,7 +339,8 @@ def test_redis_url() -> None:
         "redis://localhost:port/0",
         "redis:///0",  # no host
         "http://localhost:6379/0",
-        "redis://user:secret@localhost:6379/0",  # no AUTH here: not silently ignored
+        "redis://alice@localhost:6379/0",  # an ACL user without a password
+        "rediss://localhost:6379/0",  # TLS: not yet, and not silently without it
         "redis://localhost:6379/0?timeout=1",
     ],
 )
