@@ -46,7 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
     parser.add_argument(
         "--redis",
         metavar="URL",
-        help="share the room through Redis: redis://[user:password@]host[:port][/db]",
+        help="share the room through Redis: redis[s]://[user:password@]host[:port][/db]"
+        " (rediss: TLS; ?ssl_ca_certs=, &ssl_certfile=, &ssl_keyfile= as files)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="processes sharing the port (needs --redis)"
@@ -79,9 +80,11 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         from .resp import parse_redis_url
 
         try:
-            parse_redis_url(args.redis)
+            parse_redis_url(args.redis).tls_context()  # (a rediss:// URL's files, checked now)
         except ValueError as error:
             parser.error(str(error))
+        except OSError as error:  # (ssl.SSLError is one)
+            parser.error(f"the TLS files of --redis cannot be used: {error}")
     return ChatSettings(
         backend=args.backend,
         host=args.host,

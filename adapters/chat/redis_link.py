@@ -83,6 +83,8 @@ class RedisLinkBase(Generic[E]):
     def __init__(self, url: str, history: int, deliver: Callable[[str], None]) -> None:
         self.address = parse_redis_url(url)
         self.host, self.port, self.db = self.address.host, self.address.port, self.address.db
+        # rediss://: made once (the CLI has checked its files can be used).
+        self.ssl_context = self.address.tls_context()
         self.history_length = history
         self.deliver = deliver
         self.delay = FIRST_DELAY
@@ -321,4 +323,6 @@ def _reason(error: BaseException) -> str:
     leaf = _leaf(error)
     if isinstance(leaf, TimeoutError) and not str(leaf):
         return "timed out"
+    if not str(leaf) and leaf.__cause__ is not None:  # (trio's wrapper of a TLS failure)
+        return f"{type(leaf).__name__}: {_reason(leaf.__cause__)}"
     return str(leaf) or type(leaf).__name__

@@ -14,9 +14,10 @@ connection and reconnect.
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from typing import TypeAlias
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 
 class RedisError(Exception):
@@ -275,6 +276,10 @@ class RedisURL:
     db: int = 0
     username: str | None = None  # an ACL user (Redis 6+); None: the default user
     password: str | None = None
+    tls: bool = False  # rediss://
+    ca_file: str | None = None  # ?ssl_ca_certs=: trust this CA, not the system's store
+    cert_file: str | None = None  # ?ssl_certfile= (and ?ssl_keyfile=): a client certificate
+    key_file: str | None = None
 
     def __str__(self) -> str:
         """The URL as it may be shown (in a log line): the password hidden."""
@@ -282,26 +287,50 @@ class RedisURL:
         who = "" if self.username is None else quote(self.username, safe="")
         if self.password is not None:
             who += ":***"
-        return f"redis://{who + '@' if who else ''}{host}:{self.port}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{who + '@' if who else ''}{host}:{self.port}/{self.db}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of a rediss:// URL (None for redis://): the
+        system's CA store unless `ca_file`, and the server's name checked;
+        OSError or ssl.SSLError if a file cannot be used."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+TLS_OPTIONS = {"ssl_ca_certs": "ca_file", "ssl_certfile": "cert_file", "ssl_keyfile": "key_file"}
 
 
 def parse_redis_url(url: str) -> RedisURL:
-    """redis://[user[:password]@]host[:port][/db] -> RedisURL, as Redis's
-    own clients read it (user and password percent-decoded; `:password@`
-    alone is the default user's password); ValueError if it is not one
-    this client can use."""
+    """redis[s]://[user[:password]@]host[:port][/db][?options] -> RedisURL,
+    as Redis's own clients read it: user and password percent-decoded
+    (`:password@` alone is the default user's password); rediss:// is TLS,
+    with the options ssl_ca_certs, ssl_certfile and ssl_keyfile (file
+    paths, as redis-py names them). ValueError if it is not one this
+    client can use."""
     problem = f"expected redis://[user:password@]host[:port][/db], not {_hidden(url)!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise ValueError(problem) from None
-    if parts.scheme == "rediss":
-        raise ValueError(f"TLS to Redis (rediss://) is not supported yet: {_hidden(url)!r}")
-    if parts.scheme != "redis" or not parts.hostname:
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or parts.fragment:
         raise ValueError(problem)
-    if parts.query or parts.fragment:
+    files: dict[str, str] = {}
+    for name, values in parse_qs(parts.query, keep_blank_values=True, strict_parsing=False).items():
+        if name not in TLS_OPTIONS or len(values) != 1 or not values[0]:
+            raise ValueError(f"unknown or repeated option {name!r} in {_hidden(url)!r}")
+        if parts.scheme != "rediss":
+            raise ValueError(f"{name} needs a rediss:// (TLS) URL: {_hidden(url)!r}")
+        files[TLS_OPTIONS[name]] = values[0]
+    if parts.query and not files:
         raise ValueError(problem)
+    if "key_file" in files and "cert_file" not in files:
+        raise ValueError(f"ssl_keyfile without ssl_certfile in {_hidden(url)!r}")
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"port out of range in {_hidden(url)!r}")
     db = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -315,7 +344,15 @@ def parse_redis_url(url: str) -> RedisURL:
     password = None if parts.password is None else unquote(parts.password)
     if username is not None and password is None:
         raise ValueError(f"an ACL user needs a password, as in redis://user:password@host: {url!r}")
-    return RedisURL(parts.hostname, port or 6379, int(db), username, password)
+    return RedisURL(
+        parts.hostname,
+        port or 6379,
+        int(db),
+        username,
+        password,
+        tls=parts.scheme == "rediss",
+        **files,
+    )
 
 
 def _hidden(url: str) -> str:

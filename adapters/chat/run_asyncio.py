@@ -42,7 +42,11 @@ class RedisLink(AsyncRedisLinkBase[asyncio.Event]):
     async def _connect(self) -> _Streams:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):  # (not wait_for: see `_wait`)
-                return await asyncio.open_connection(self.host, self.port)
+                if self.ssl_context is None:
+                    return await asyncio.open_connection(self.host, self.port)
+                return await asyncio.open_connection(
+                    self.host, self.port, ssl=self.ssl_context, server_hostname=self.host
+                )
         except TimeoutError:
             raise self._no_connection() from None
 

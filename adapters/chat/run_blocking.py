@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from .redis_link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, READ_SIZE, RedisLinkBa
 from .redis_session import Conn, RedisSession
 from .settings import TICK, ChatSettings
 
+# Nothing to read or no room to write now (TLS says it its own way).
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _Session = RedisSession[Waiter[threading.Event]]
 
 
@@ -72,9 +75,16 @@ class RedisLink(RedisLinkBase[threading.Event]):
 
     def _connect(self) -> socket.socket:
         try:
-            return socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+            sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
         except TimeoutError:
             raise self._no_connection() from None
+        if self.ssl_context is None:
+            return sock
+        try:  # the handshake, blocking, within the same timeout
+            return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
     def _serve(self) -> None:
         with (
@@ -126,22 +136,26 @@ class RedisLink(RedisLinkBase[threading.Event]):
                     return unsent
             try:
                 unsent = unsent[sock.send(unsent) :]
-            except BlockingIOError:
-                return unsent
+            except _WOULD_BLOCK:
+                return unsent  # (TLS: the same bytes are offered again, as it requires)
             if unsent:
                 return unsent
             with self._lock:
                 session.sent(conn)
 
     def _read(self, session: _Session, conn: Conn, sock: socket.socket) -> None:
-        try:
-            data = sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return
-        if data:
+        while True:
+            try:
+                data = sock.recv(READ_SIZE)
+            except _WOULD_BLOCK:
+                return
+            if not data:
+                self._on_eof(session, conn)
+                return
             self._on_data(session, conn, data)
-        else:
-            self._on_eof(session, conn)
+            # TLS may hold decrypted bytes the selector cannot see: take them now.
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return
 
     def history(self) -> list[str] | None:
         """The shared history, or None if Redis cannot give it now."""

@@ -41,9 +41,19 @@ class RedisLink(AsyncRedisLinkBase[trio.Event]):
         with trio.move_on_after(timeout):
             await event.wait()
 
-    async def _connect(self) -> trio.SocketStream:
+    async def _connect(self) -> trio.abc.Stream:
         with trio.move_on_after(CONNECT_TIMEOUT):
-            return await trio.open_tcp_stream(self.host, self.port)
+            if self.ssl_context is None:
+                return await trio.open_tcp_stream(self.host, self.port)
+            stream = await trio.open_ssl_over_tcp_stream(
+                self.host, self.port, ssl_context=self.ssl_context
+            )
+            try:
+                await stream.do_handshake()  # (within the timeout, its failure here)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return stream
         raise self._no_connection()
 
     async def _serve(self) -> None:
@@ -67,12 +77,12 @@ class RedisLink(AsyncRedisLinkBase[trio.Event]):
             for stream in streams.values():
                 await trio.aclose_forcefully(stream)  # a stalled peer must not keep it
 
-    async def _read(self, session: _Session, conn: Conn, stream: trio.SocketStream) -> None:
+    async def _read(self, session: _Session, conn: Conn, stream: trio.abc.Stream) -> None:
         while data := await stream.receive_some(READ_SIZE):
-            self._on_data(session, conn, data)
+            self._on_data(session, conn, bytes(data))
         self._on_eof(session, conn)
 
-    async def _write(self, session: _Session, conn: Conn, stream: trio.SocketStream) -> None:
+    async def _write(self, session: _Session, conn: Conn, stream: trio.abc.Stream) -> None:
         while True:
             while data := session.data_to_send(conn):
                 await stream.send_all(data)

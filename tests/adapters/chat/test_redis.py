@@ -11,15 +11,18 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import trustme
 
 from adapters import ConnectionClosed
 from adapters.chat.resp import Reply, ReplyParser, command
@@ -521,3 +524,110 @@ def test_a_wrong_password_is_one_clear_line_and_retries(backend: str) -> None:
         assert isinstance(info, bytes)
         received = int(info.split(b"total_connections_received:")[1].split(b"\r\n")[0])
         assert received >= 6  # two connections an attempt, and it kept attempting
+
+
+# -- TLS (rediss://) -----------------------------------------------------------------------
+
+
+@contextmanager
+def tls_redis(tmp: Path, *options: str) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking TLS only, with a certificate for 127.0.0.1
+    from a CA made here; its port and the CA's file."""
+    assert REDIS is not None, "redis-server is not installed (scripts/run-tests installs it)"
+    ca = trustme.CA()
+    files = {name: tmp / f"{name}.pem" for name in ("ca", "cert", "key", "client", "client-key")}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    server = ca.issue_cert("127.0.0.1")
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    client = ca.issue_cert("wschat-client")
+    client.cert_chain_pems[0].write_to_path(str(files["client"]))
+    client.private_key_pem.write_to_path(str(files["client-key"]))
+    port = free_port()
+    command_line = [REDIS, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"]
+    command_line += ["--tls-cert-file", str(files["cert"]), "--tls-key-file", str(files["key"])]
+    command_line += ["--tls-ca-cert-file", str(files["ca"]), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [*command_line, *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(files["ca"]))
+        context.load_cert_chain(str(files["client"]), str(files["client-key"]))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as probe,
+                ):
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(64).startswith((b"+PONG", b"-NOAUTH")):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server (TLS) did not start"
+            time.sleep(0.05)
+        yield port, tmp
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def stored_over_tls(port: int, tmp: Path, auth: tuple[str, ...]) -> list[bytes]:
+    context = ssl.create_default_context(cafile=str(tmp / "ca.pem"))
+    context.load_cert_chain(str(tmp / "client.pem"), str(tmp / "client-key.pem"))
+    parser = ReplyParser()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(command("AUTH", *auth) + command("LRANGE", "wschat:history", "0", "-1"))
+        replies: list[Reply] = []
+        while len(replies) < 2:
+            replies += parser.feed(sock.recv(65536))
+    assert isinstance(replies[1], list)
+    return replies[1]  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rediss_with_a_password_and_a_client_certificate(backend: str, tmp_path: Path) -> None:
+    """TLS with the CA given in the URL, AUTH over it, and a client
+    certificate that the server requires."""
+    with tls_redis(tmp_path, "--tls-auth-clients", "yes", "--requirepass", "pw") as (port, tmp):
+        url = (
+            f"rediss://:pw@127.0.0.1:{port}/0?ssl_ca_certs={tmp}/ca.pem"
+            f"&ssl_certfile={tmp}/client.pem&ssl_keyfile={tmp}/client-key.pem"
+        )
+        with running_chat(backend, "--redis", url) as chat:  # (waits for "redis connected")
+            member = Member(chat.ws_url)
+            member.join("ann")
+            member.send(type="message", text="over tls")
+            assert wait_for(member, "message")["text"] == "over tls"
+            member.close()
+            deadline = time.monotonic() + 10
+            while not any(b"over tls" in item for item in stored_over_tls(port, tmp, ("pw",))):
+                assert time.monotonic() < deadline, "the message never reached Redis"
+                time.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_untrusted_redis_certificate_is_one_clear_line(backend: str, tmp_path: Path) -> None:
+    """Without the CA (the system's store does not know it), the link
+    refuses the server: one log line, retries, the chat serves locally."""
+    with (
+        tls_redis(tmp_path, "--tls-auth-clients", "no") as (port, _),
+        running_chat(backend, f"--redis=rediss://127.0.0.1:{port}/0") as chat,
+    ):
+        logged = wait_for_log(chat.process, "redis unavailable")
+        member = Member(chat.ws_url)
+        member.join("ann")
+        member.send(type="message", text="local")
+        assert wait_for(member, "message")["text"] == "local"
+        member.close()
+        time.sleep(1.0)
+        logged += read_log(chat)
+    assert logged.count("redis unavailable") == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in logged
+    assert "Traceback" not in logged

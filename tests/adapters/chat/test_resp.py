@@ -317,6 +317,22 @@ def test_redis_url_credentials() -> None:
     )
 
 
+def test_rediss_urls_and_their_files() -> None:
+    plain = parse_redis_url("rediss://:pw@cache:6380/1")
+    assert plain == RedisURL("cache", 6380, 1, None, "pw", tls=True)
+    assert str(plain) == "rediss://:***@cache:6380/1"
+    files = parse_redis_url(
+        "rediss://cache?ssl_ca_certs=/etc/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem"
+    )
+    assert (files.ca_file, files.cert_file, files.key_file) == ("/etc/ca.pem", "/c.pem", "/k.pem")
+    assert parse_redis_url("redis://cache").tls_context() is None
+    context = parse_redis_url("rediss://cache").tls_context()
+    assert context is not None
+    assert context.check_hostname  # the system's CA store, and the name checked
+    with pytest.raises(OSError):
+        parse_redis_url("rediss://cache?ssl_ca_certs=/nonexistent/ca.pem").tls_context()
+
+
 def test_a_redis_url_is_shown_without_its_password() -> None:
     shown = str(parse_redis_url("redis://alice:pw@cache:6380/1"))
     assert shown == "redis://alice:***@cache:6380/1"
@@ -340,7 +356,11 @@ def test_a_redis_url_is_shown_without_its_password() -> None:
         "redis:///0",  # no host
         "http://localhost:6379/0",
         "redis://alice@localhost:6379/0",  # an ACL user without a password
-        "rediss://localhost:6379/0",  # TLS: not yet, and not silently without it
+        "redis://localhost/0?ssl_ca_certs=/ca.pem",  # a TLS option without TLS
+        "rediss://localhost/0?ssl_ca_file=/ca.pem",  # not an option
+        "rediss://localhost/0?ssl_keyfile=/key.pem",  # a key without its certificate
+        "rediss://localhost/0?ssl_ca_certs=",
+        "rediss://localhost/0?ssl_ca_certs=/a&ssl_ca_certs=/b",
         "redis://localhost:6379/0?timeout=1",
     ],
 )
