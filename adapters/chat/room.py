@@ -57,8 +57,11 @@ from .protocol import (
 )
 from .ratelimit import UNKNOWN, Addresses, AddressLimits, address_key
 
-PRESENCE_INTERVAL = 5.0  # seconds between a worker's presence announcements
-PRESENCE_TIMEOUT = 3 * PRESENCE_INTERVAL  # a worker silent this long is gone
+# Each worker announces its count every second (at its ticks), so a worker
+# that died (SIGKILL: no goodbye) leaves everyone's count within a few
+# seconds; W workers cost W small messages a second on the channel.
+PRESENCE_INTERVAL = 1.0  # seconds between a worker's presence announcements
+PRESENCE_TIMEOUT = 4.0  # a worker silent this long is gone (a late tick or two allowed)
 NOTICE_INTERVAL = 1.0  # at most one rate-limit notice per client per second
 MAX_WORKERS = 1024  # other workers whose counts are kept (anyone can claim to be one)
 

@@ -631,3 +631,37 @@ def test_an_untrusted_redis_certificate_is_one_clear_line(backend: str, tmp_path
     assert logged.count("redis unavailable") == 1
     assert "CERTIFICATE_VERIFY_FAILED" in logged
     assert "Traceback" not in logged
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_killed_workers_people_leave_the_count_within_seconds(backend: str) -> None:
+    """A worker killed with SIGKILL says no goodbye: the others stop counting
+    its people once its announcements stop (PRESENCE_TIMEOUT, 4 s), well
+    within `online_seen_by_newcomer`'s 10 s."""
+    with (
+        redis_server() as port,
+        running_chat(backend, "--redis", f"redis://127.0.0.1:{port}/0") as one,
+    ):
+        redis = ["--redis", f"redis://127.0.0.1:{port}/0"]
+        doomed = subprocess.Popen(
+            [sys.executable, "-m", "adapters.chat", "--backend", backend, "--port", "0", *redis],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert doomed.stdout is not None
+            page = doomed.stdout.readline().split("open ", 1)[1].split()[0]
+            wait_for_log(doomed, "redis connected")
+            people = [Member(page.replace("http://", "ws://") + "ws") for _ in range(3)]
+            assert online_seen_by_newcomer(one, 4) == 4  # ours counts theirs
+            doomed.kill()
+            doomed.wait(10)
+            assert online_seen_by_newcomer(one, 1) == 1
+            for member in people:
+                with contextlib.suppress(Exception):
+                    member.close()
+        finally:
+            if doomed.poll() is None:
+                doomed.kill()
+                doomed.wait(10)
