@@ -241,15 +241,8 @@ class AsgiWebSocket(WebSocket):
         `receive` calls may wait at once, as uvicorn's classes allow: they
         share one future, each through a shield, so that cancelling one
         (a timeout around it) leaves the others waiting."""
-        driver = self._driver
-        if driver.has_output:  # (a held failure, applied now)
-            self._flush()
-        if driver.is_over():
+        if not self._ready_to_wait():
             return
-        if not self._reading:  # what was taken may have made room
-            self._steer_reading()
-            if driver.fragments or driver.is_over():
-                return  # (compressed input it had read, now fed, brought news)
         waiter = self._recv_waiter
         if waiter is None or waiter.done():
             waiter = self._recv_waiter = self._loop.create_future()

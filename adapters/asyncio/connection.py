@@ -65,20 +65,30 @@ class WebSocket(AsyncConnectionView):
         self._steer_reading()
 
     async def _wait_for_messages(self) -> None:
+        if self._ready_to_wait():
+            waiter = self._recv_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+        elif self._driver.is_over() and not self._driver.fragments:
+            raise self._driver.closed_error()
+
+    def _ready_to_wait(self) -> bool:
+        """Before a receiver waits: write what is owed (a held failure,
+        applied now) and read again if taking made room. False when there
+        is news already (the end, or fragments that compressed input read
+        before a pause brought): look again instead of waiting."""
         driver = self._driver
-        if driver.has_output:  # a held failure, applied now
+        if driver.has_output:
             self._flush()
         if driver.is_over():
-            raise driver.closed_error()
-        if not self._reading:  # what was taken may have made room
+            return False
+        if not self._reading:
             self._steer_reading()
             if driver.fragments or driver.is_over():
-                return  # (compressed input it had read, now fed, brought news)
-        waiter = self._recv_waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._recv_waiter = None
+                return False
+        return True
 
     def _steer_reading(self) -> None:
         driver = self._driver
