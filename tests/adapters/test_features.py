@@ -389,6 +389,7 @@ def test_blocking_sockets_have_nagle_off() -> None:
     seen: list[int] = []
 
     def handler(ws: ws_blocking.WebSocket) -> None:
+        ws.recv(timeout=10)  # (the client has looked at its own socket: it may close now)
         seen.append(ws._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         ws.send("checked")
 
@@ -397,8 +398,11 @@ def test_blocking_sockets_have_nagle_off() -> None:
         thread.start()
         try:
             with ws_blocking.connect(f"ws://127.0.0.1:{server.port}/") as ws:
-                assert ws.recv(timeout=10) == "checked"
+                # Before the server's handler returns and closes: a closed
+                # socket has no options to read (the race this test had).
                 assert ws._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                ws.send("go")
+                assert ws.recv(timeout=10) == "checked"
         finally:
             server.close()
             thread.join(10)
