@@ -77,6 +77,12 @@ class ServerOptions(CommonOptions, total=False):
 class ClientOptions(CommonOptions, total=False):
     origin: str | None
     extra_headers: Sequence[tuple[str, str]]
+    # (host, port) to bind the socket to before connecting, as a source
+    # address: on Linux every 127.x.y.z is local, so a load generator can
+    # spread its clients over many addresses and stay under a server's
+    # per-address limits. Port 0 picks a free one; trio binds the host
+    # only, so it refuses any other port (ValueError).
+    local_address: tuple[str, int] | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +106,7 @@ class Settings:
     reuse_port: bool = False
     origin: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
+    local_address: tuple[str, int] | None = None
 
     @classmethod
     def of(cls, options: ServerOptions | ClientOptions) -> Settings:

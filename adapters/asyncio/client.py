@@ -39,6 +39,7 @@ class connect:  # noqa: N801 - used like a function: `await connect(url)`
                     uri.port,
                     ssl=context if uri.secure else None,
                     server_hostname=uri.host if uri.secure else None,
+                    local_addr=settings.local_address,
                 )
         except TimeoutError:
             raise HandshakeError(None, "opening handshake timed out") from None

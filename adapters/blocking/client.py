@@ -18,7 +18,11 @@ def connect(url: str, **options: Unpack[ClientOptions]) -> WebSocket:
     uri = parse_uri(url)
     settings = Settings.of(options)
     try:
-        sock = socket.create_connection((uri.host, uri.port), timeout=settings.open_timeout)
+        sock = socket.create_connection(
+            (uri.host, uri.port),
+            timeout=settings.open_timeout,
+            source_address=settings.local_address,
+        )
     except TimeoutError:
         raise HandshakeError(None, "opening handshake timed out") from None
     tls = None

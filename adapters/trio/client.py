@@ -21,10 +21,15 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
     context manager is the only form). Raises HandshakeError if refused."""
     uri = parse_uri(url)
     settings = Settings.of(options)
+    local_host = None
+    if settings.local_address is not None:
+        local_host, local_port = settings.local_address
+        if local_port:  # (trio binds port 0 with IP_BIND_ADDRESS_NO_PORT)
+            raise ValueError("the trio client binds a local host only: its port must be 0")
     stream: trio.abc.Stream | None = None
     opened = False
     with trio.move_on_after(settings.open_timeout or math.inf) as opening:
-        stream = await trio.open_tcp_stream(uri.host, uri.port)
+        stream = await trio.open_tcp_stream(uri.host, uri.port, local_address=local_host)
         if uri.secure:
             context = settings.ssl or ssl_module.create_default_context()
             stream = trio.SSLStream(stream, context, server_hostname=uri.host)

@@ -4,6 +4,7 @@ raw socket; every server binds to loopback on a free port."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -308,6 +309,26 @@ def test_client_open_timeout(client_backend: str) -> None:
         assert time.monotonic() - start < 5
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("client_backend", BACKENDS)
+def test_client_local_address_is_the_source_the_server_sees(client_backend: str) -> None:
+    """Every 127.x.y.z is local on Linux: a client bound to 127.0.0.7 reaches
+    a server on 127.0.0.1 from that address (what the load generator uses
+    to stay under per-address limits)."""
+    with (
+        running_server(client_backend) as server,
+        client(client_backend, server.url("/info"), local_address=("127.0.0.7", 0)) as ws,
+    ):
+        assert json.loads(ws.recv())["remote"][0] == "127.0.0.7"
+
+
+def test_trio_client_refuses_a_fixed_local_port() -> None:
+    with (
+        pytest.raises(ValueError, match="port must be 0"),
+        client("trio", "ws://127.0.0.1:9/", local_address=("127.0.0.1", 4321)),
+    ):
+        pass
 
 
 @pytest.mark.parametrize("client_backend", BACKENDS)
