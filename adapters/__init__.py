@@ -8,6 +8,7 @@ connection does is decided once, in `adapters._driver`.
 """
 
 from ._common import ClientOptions, HttpResponse, ServerOptions
+from ._stats import ServerStats
 from .errors import (
     ConcurrencyError,
     ConnectionClosed,
@@ -28,5 +29,6 @@ __all__ = [
     "HttpResponse",
     "InvalidURI",
     "ServerOptions",
+    "ServerStats",
     "WebSocketAdapterError",
 ]

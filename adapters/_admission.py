@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 from wsproto_core.http import build_response
 
+from ._stats import ServerStats
+
 # The peer went away between the kernel's accept and ours: that
 # connection's news, not the server's (as trio and asyncio treat them).
 _CONNECTION_ERRNOS = frozenset(
@@ -68,13 +70,15 @@ OVERLOADED = build_response(
 )
 
 
-def refuse_overloaded(fd: int) -> None:
+def refuse_overloaded(fd: int, stats: ServerStats | None) -> None:
     """Answer 503 on a freshly accepted socket, without reading the request
     or spending a task or thread on it; the caller closes the socket.
 
     A fresh socket's send buffer takes the whole answer at once, so this
     never blocks. What the client already sent is read and dropped, so that
     closing sends FIN rather than RST (an RST can destroy the answer)."""
+    if stats is not None:
+        stats.refused(503)
     sock = socket.socket(fileno=fd)  # a view of the caller's socket: detached below
     try:
         for step in (
@@ -94,7 +98,7 @@ def let_in(admission: Admission, failures: AcceptFailures, fd: int) -> bool:
     if admission.arrive():
         return True
     failures.refused(admission.max_connections)
-    refuse_overloaded(fd)
+    refuse_overloaded(fd, admission.stats)
     return False
 
 
@@ -183,6 +187,7 @@ class Admission:
 
     max_connections: int | None = None
     max_connections_per_ip: int | None = None
+    stats: ServerStats | None = None  # the server's, if the application gave one
     total: int = 0
     per_ip: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

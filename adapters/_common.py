@@ -20,6 +20,7 @@ from wsproto_core import (
     TextFragment,
 )
 
+from ._stats import ServerStats
 from .errors import InvalidURI
 
 Message = str | bytes
@@ -72,6 +73,7 @@ class ServerOptions(CommonOptions, total=False):
     max_connections_per_ip: int | None
     http_handler: HttpHandler | None
     reuse_port: bool  # SO_REUSEPORT: several processes share the port
+    stats: ServerStats | None  # counts the handshakes it refuses, by status
 
 
 class ClientOptions(CommonOptions, total=False):
@@ -104,6 +106,7 @@ class Settings:
     max_connections_per_ip: int | None = None
     http_handler: HttpHandler | None = None
     reuse_port: bool = False
+    stats: ServerStats | None = None
     origin: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
     local_address: tuple[str, int] | None = None

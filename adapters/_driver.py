@@ -290,6 +290,9 @@ class Driver:
                 case HandshakeFailed(status=status, reason=reason):
                     self.outcome = HandshakeError(status, reason)
                     wake |= Wake.OPENED
+                    stats = self.settings.stats
+                    if stats is not None and self._on_request is not None:
+                        stats.refused(status)  # (a server's: malformed, or never finished)
                 case Ping():
                     pass  # the core answers it
                 case TextMessage() | BytesMessage():  # pragma: no cover - streaming core
@@ -620,18 +623,29 @@ def answer_handshake(
         )
     except Exception:  # the application's check failed: refuse, and say why in the log
         logger.exception("origin check failed")
-        core.reject(500, body=b"internal server error\n")
+        _refuse(driver, 500, b"internal server error\n")
         return None
     if not allowed:
-        core.reject(403, body=b"origin not allowed\n")
+        _refuse(driver, 403, b"origin not allowed\n")
         return None
     crowded = admission.admit(ip)
     if crowded is not None:
-        core.reject(503, headers=[("Retry-After", "5")], body=crowded.encode() + b"\n")
+        _refuse(driver, 503, crowded.encode() + b"\n", [("Retry-After", "5")])
         return None
     driver.on_transport_closing(lambda: admission.release(ip))
     chosen = next((p for p in settings.subprotocols if p in request.subprotocols), None)
     return core.accept(subprotocol=chosen, read_early=False)
+
+
+def _refuse(
+    driver: Driver, status: int, body: bytes, headers: list[tuple[str, str]] | None = None
+) -> None:
+    """Answer the upgrade request `status`, and count it."""
+    core = driver.core
+    assert isinstance(core, ServerConnection)
+    core.reject(status, headers=headers or [], body=body)
+    if (stats := driver.settings.stats) is not None:
+        stats.refused(status)
 
 
 def answer_http(core: ServerConnection, request: HttpRequest, settings: Settings) -> None:

@@ -30,7 +30,9 @@ class Server:
     def __init__(self, handler: Handler, settings: Settings) -> None:
         self.handler = handler
         self.settings = settings
-        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
+        self.admission = Admission(
+            settings.max_connections, settings.max_connections_per_ip, settings.stats
+        )
         self.connections: set[WebSocket] = set()
         self._listeners: list[socket.socket] = []
         self._accept_tasks: set[asyncio.Task[None]] = set()

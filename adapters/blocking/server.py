@@ -44,7 +44,7 @@ class Server:
         cap = settings.max_connections
         if cap is None:
             cap = default_connection_cap(threads_per_connection=2)
-        self.admission = Admission(cap, settings.max_connections_per_ip)
+        self.admission = Admission(cap, settings.max_connections_per_ip, settings.stats)
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
         self._listeners = listen(host, port, reuse_port=settings.reuse_port)
@@ -97,7 +97,7 @@ class Server:
                 except RuntimeError as error:  # can't start new thread
                     self._threads.discard(thread)
                     self.admission.depart()
-                    refuse_overloaded(sock.fileno())
+                    refuse_overloaded(sock.fileno(), self.admission.stats)
                     sock.close()
                     failures.failed(error)
                     continue

@@ -28,7 +28,9 @@ class Server:
     def __init__(self, handler: Handler, settings: Settings) -> None:
         self.handler = handler
         self.settings = settings
-        self.admission = Admission(settings.max_connections, settings.max_connections_per_ip)
+        self.admission = Admission(
+            settings.max_connections, settings.max_connections_per_ip, settings.stats
+        )
         self.connections: set[WebSocket] = set()
         self.listeners: list[trio.SocketListener] = []
         self._nursery: trio.Nursery | None = None

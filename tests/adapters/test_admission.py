@@ -123,7 +123,7 @@ def test_an_overloaded_answer_is_a_503_and_the_socket_stays_the_callers() -> Non
     server, client = socket.socketpair()
     with server, client:
         client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        refuse_overloaded(server.fileno())
+        refuse_overloaded(server.fileno(), None)
         assert server.fileno() >= 0  # not closed under the caller
         received = client.recv(4096)
         assert received == OVERLOADED
