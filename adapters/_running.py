@@ -8,6 +8,12 @@ server (1001 Going Away to every client, waiting for them at most
 not turn the end of a graceful shutdown into a traceback) and returns, so
 that the command exits with 0.
 
+With a `Drain`, the first signal calls `drain.begin()` and the server goes
+on serving for `drain.seconds` before it closes: time for a load balancer,
+told by the application's health check (which `begin` turns to 503), to
+send new people elsewhere while the listener still answers. A second
+signal ends the drain at once.
+
 What is served is an `App`: for each backend, a context manager that yields
 the connection handler. Entering it may start background work (the chat's
 ticker and Redis link); leaving it, once the server is closed, stops that.
@@ -16,10 +22,12 @@ ticker and Redis link); leaving it, once the server is closed, stops that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,6 +40,14 @@ if TYPE_CHECKING:
 
 BACKENDS = ("blocking", "asyncio", "trio")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Serve on for `seconds` after the first signal, having called `begin`."""
+
+    seconds: float
+    begin: Callable[[], None]
 
 
 class App(Protocol):
@@ -51,16 +67,17 @@ def serve_until_signal(
     port: int,
     options: ServerOptions,
     started: Callable[[int], None],
+    drain: Drain | None = None,
 ) -> None:
     """See the module's docstring."""
     if backend == "blocking":
-        _serve_blocking(app, host, port, options, started)
+        _serve_blocking(app, host, port, options, started, drain)
     elif backend == "asyncio":
-        asyncio.run(_serve_asyncio(app, host, port, options, started))
+        asyncio.run(_serve_asyncio(app, host, port, options, started, drain))
     elif backend == "trio":
         import trio
 
-        trio.run(_serve_trio, app, host, port, options, started)
+        trio.run(_serve_trio, app, host, port, options, started, drain)
     else:
         raise ValueError(f"no backend {backend!r}: one of {', '.join(BACKENDS)}")
 
@@ -89,14 +106,19 @@ def _ignore_signals() -> None:
 
 
 def _serve_blocking(
-    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+    app: App,
+    host: str,
+    port: int,
+    options: ServerOptions,
+    started: Callable[[int], None],
+    drain: Drain | None,
 ) -> None:
     from . import blocking as ws_blocking
 
-    stop = threading.Event()
+    stop, hurry = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        (hurry if stop.is_set() else stop).set()
 
     for signum in SIGNALS:
         signal.signal(signum, on_signal)
@@ -109,25 +131,42 @@ def _serve_blocking(
             started(server.port)
             while not stop.wait(0.5):
                 pass
+            if drain is not None:
+                drain.begin()
+                hurry.wait(drain.seconds)
         finally:
             _stop_blocking(server)
     _ignore_signals()
 
 
 async def _serve_asyncio(
-    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+    app: App,
+    host: str,
+    port: int,
+    options: ServerOptions,
+    started: Callable[[int], None],
+    drain: Drain | None,
 ) -> None:
     from . import asyncio as ws_asyncio
 
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for signum in SIGNALS:
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     async with app.on_asyncio() as handler:
         server = await ws_asyncio.serve(handler, host, port, **options)
         try:
             started(server.port)
             await stop.wait()
+            if drain is not None:
+                drain.begin()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(drain.seconds):
+                        await hurry.wait()
         finally:
             await _stop_asyncio(server)
     for signum in SIGNALS:
@@ -136,19 +175,24 @@ async def _serve_asyncio(
 
 
 async def _serve_trio(
-    app: App, host: str, port: int, options: ServerOptions, started: Callable[[int], None]
+    app: App,
+    host: str,
+    port: int,
+    options: ServerOptions,
+    started: Callable[[int], None],
+    drain: Drain | None,
 ) -> None:
     import trio
 
     from . import trio as ws_trio
 
-    stop = trio.Event()
+    stop, hurry = trio.Event(), trio.Event()
 
     async def on_signals(signals: AsyncIterator[int]) -> None:
         # Keep receiving: a second Ctrl-C during the graceful shutdown
         # must not turn into a KeyboardInterrupt.
         async for _ in signals:
-            stop.set()
+            (hurry if stop.is_set() else stop).set()
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
@@ -160,6 +204,10 @@ async def _serve_trio(
                 try:
                     started(server.port)
                     await stop.wait()
+                    if drain is not None:
+                        drain.begin()
+                        with trio.move_on_after(drain.seconds):
+                            await hurry.wait()
                 finally:
                     await _stop_trio(server)
             nursery.cancel_scope.cancel()
