@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from .http import (
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = "13"
+# A subprotocol name is an HTTP token (RFC 6455, section 4.3 and 11.5).
+_SUBPROTOCOL = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def accept_token(key: str) -> str:
@@ -173,10 +176,7 @@ def check_accept_response(
     accept = headers.get_all("Sec-WebSocket-Accept")
     if accept != [accept_token(offer.key)]:
         raise HandshakeViolation(101, "wrong Sec-WebSocket-Accept")
-    chosen = value_list(headers, "Sec-WebSocket-Protocol")
-    if len(chosen) > 1:
-        raise HandshakeViolation(101, "server chose more than one subprotocol")
-    subprotocol = chosen[0] if chosen else None
+    subprotocol = _chosen_subprotocol(headers)
     if subprotocol is not None and subprotocol not in offer.subprotocols:
         raise HandshakeViolation(101, f"server chose subprotocol {subprotocol!r}, not offered")
     try:
@@ -190,3 +190,18 @@ def check_accept_response(
                 101, f"server accepted extension {extension.name!r}, not offered"
             )
     return subprotocol, accepted
+
+
+def _chosen_subprotocol(headers: Headers) -> str | None:
+    """The server's Sec-WebSocket-Protocol: absent, or exactly one token
+    (section 4.1, step 6, and the field's grammar in section 4.3). An empty
+    value names nothing the client offered, so it fails like any other."""
+    fields = headers.get_all("Sec-WebSocket-Protocol")
+    if not fields:
+        return None
+    if len(fields) > 1 or len(value_list(headers, "Sec-WebSocket-Protocol")) > 1:
+        raise HandshakeViolation(101, "server chose more than one subprotocol")
+    chosen = fields[0].strip(" \t")
+    if not _SUBPROTOCOL.fullmatch(chosen):
+        raise HandshakeViolation(101, "server's Sec-WebSocket-Protocol is not a subprotocol name")
+    return chosen

@@ -99,6 +99,9 @@ BAD_RESPONSES = [
     ({"Sec_WebSocket_Accept": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, "wrong Sec-WebSocket-Accept"),
     ({"Sec_WebSocket_Protocol": "other"}, "not offered"),
     ({"Sec_WebSocket_Protocol": "a, b"}, "more than one subprotocol"),
+    ({"Sec_WebSocket_Protocol": ""}, "not a subprotocol name"),  # (found by test_differential)
+    ({"Sec_WebSocket_Protocol": "a,"}, "not a subprotocol name"),
+    ({"Sec_WebSocket_Protocol": "a b"}, "not a subprotocol name"),
     ({"Sec_WebSocket_Extensions": "permessage-deflate"}, "not offered"),
     ({"Sec_WebSocket_Extensions": "a; ;"}, "Sec-WebSocket-Extensions"),
 ]
