@@ -43,6 +43,28 @@ function notice(text) {
   addLine([[text, null]], "notice");
 }
 
+// "ann", "ann and bob", "ann, bob and cyd", "ann, bob and 37 others".
+function nameList(names, more) {
+  const all = more ? names.concat([more + (more === 1 ? " other" : " others")]) : names;
+  if (all.length < 2) return all.join("");
+  return all.slice(0, -1).join(", ") + " and " + all[all.length - 1];
+}
+
+// One presence update: who left, took another name, or joined since the
+// last one (at most one a second), each list capped by the server and the
+// rest counted in "<list>_more".
+function showPresence(event) {
+  const left = event.left || [];
+  const joined = event.joined || [];
+  if (left.length) addLine([[nameList(left, event.left_more) + " left", null]], "event");
+  for (const [from, to] of event.renamed || []) addLine([[from + " is now " + to, null]], "event");
+  if (event.renamed_more) {
+    const who = event.renamed_more === 1 ? "1 other changed their name" : event.renamed_more + " others changed their names";
+    addLine([[who, null]], "event");
+  }
+  if (joined.length) addLine([[nameList(joined, event.joined_more) + " joined", null]], "event");
+}
+
 const handlers = {
   welcome(event) {
     messages.replaceChildren();
@@ -57,14 +79,18 @@ const handlers = {
     localStorage.setItem("wschat-nick", event.nick);
     messageInput.disabled = false;
   },
-  joined(event) { addLine([[event.nick + " joined", null]], "event"); },
-  left(event) { addLine([[event.nick + " left", null]], "event"); },
-  renamed(event) { addLine([[event.from + " is now " + event.to, null]], "event"); },
   message: showMessage,
-  presence(event) { onlineCount.textContent = event.online; },
+  presence(event) {
+    onlineCount.textContent = event.online;
+    showPresence(event);
+  },
   error(event) {
     const wait = event.retry_after ? " (try again in " + event.retry_after + " s)" : "";
     notice(event.text + wait);
+    if (event.code === "nick_lost") {  // choose another: the input is free again
+      myNick = null;
+      messageInput.disabled = true;
+    }
   },
 };
 

@@ -11,31 +11,89 @@ the failure is logged, at most once per `LOG_INTERVAL` seconds with the
 number of those not logged, so a client that triggers one in a loop cannot
 flood the log. Invalid events from Redis are dropped by the room, and
 logged here on the same terms.
+
+Nicknames across workers (with Redis): the room's `Claim`, `Release` and
+`Refresh` become Lua scripts run by EVAL (`TAKE`, `GIVE_UP`), on keys
+`NICK_KEY` + the room's key, whose value names the holder: this worker,
+a token drawn once per process run (a restarted worker with the same
+name and client numbers is someone else), and the client. A claim goes
+through `Link.request` and its reply comes back as `Room.claimed`; a
+refresh's reply lists the nicks held by someone else, each a `Room.lost`.
+While Redis is away (the request refused, or its reply lost with the
+connection, or an error reply) the claim is granted here: nicknames are
+then unique in this process only, and the next refresh claims them in
+Redis again once it is back (see the room's docstring for the trade-off).
+Replies come from the link, outside any step: they are handled under
+`lock` (the blocking backend's chat lock; nothing in an event loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, Protocol, TypeVar
 
 from wsproto_core import HandshakeRequest, PreparedMessage
 
 from .. import ConnectionClosed
+from .counters import ChatCounters, utf8_size
 from .log import LogThrottle, logger
+from .monitor import Monitor
 from .ratelimit import UNKNOWN
-from .resp import command
-from .room import Action, Broadcast, Close, Publish, Room, RoomConfig, Send, Store
-from .settings import CHANNEL, HISTORY_KEY, TICK, WS_PATH, ChatSettings
+from .redis_session import LOST
+from .resp import RedisError, Reply, command
+from .room import (
+    Action,
+    Broadcast,
+    Claim,
+    Close,
+    Publish,
+    Refresh,
+    Release,
+    Room,
+    RoomConfig,
+    Send,
+    Store,
+)
+from .settings import CHANNEL, HISTORY_KEY, NICK_KEY, NICK_TTL, TICK, WS_PATH, ChatSettings
 
 LOG_INTERVAL = 60.0  # seconds between two log lines about the same kind of trouble
 
 SLOW = (1013, "too slow: messages piled up")
 BROKEN = (1011, "internal error")
 WRONG_PATH = (1008, f"the chat is at {WS_PATH}")
+
+# KEYS: `per` keys for each holder in turn; ARGV: ttl (ms), per, the
+# holders. Each holder's keys are (re)set to it with the ttl unless one of
+# them holds another's value; returns the (1-based) holders refused. So a
+# claim is all or nothing, and a refresh extends what is still ours and
+# takes again what expired (an outage longer than the ttl).
+TAKE = b"""local ttl, per, lost = ARGV[1], tonumber(ARGV[2]), {}
+for h = 0, #KEYS / per - 1 do
+  local holder, free = ARGV[h + 3], true
+  for k = 1, per do
+    local v = redis.call('GET', KEYS[h * per + k])
+    if v and v ~= holder then free = false end
+  end
+  if free then
+    for k = 1, per do redis.call('SET', KEYS[h * per + k], holder, 'PX', ttl) end
+  else
+    lost[#lost + 1] = h + 1
+  end
+end
+return lost"""
+# KEYS: keys; ARGV: the holder. Deletes those of the keys it holds.
+GIVE_UP = b"""for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 0"""
+REFRESH_BATCH = 256  # holders per refresh command (a bounded size each)
 
 
 class Peer(Protocol):
@@ -62,6 +120,8 @@ class Link(Protocol):
 
     def send(self, *commands: bytes) -> bool: ...
 
+    def request(self, data: bytes, on_reply: Callable[[Reply], None]) -> bool: ...
+
 
 PeerT = TypeVar("PeerT", bound=Peer)
 LinkT = TypeVar("LinkT", bound=Link)
@@ -86,10 +146,11 @@ def refusal(request: HandshakeRequest) -> tuple[int, str] | None:
 
 def fan_out(
     text: str, peers: Iterable[tuple[int, Peer]], limit: int
-) -> list[tuple[int, tuple[int, str]]]:
+) -> tuple[int, list[tuple[int, tuple[int, str]]]]:
     """Frame `text` once and queue it for every peer, without waiting.
 
-    Returns the clients to close, each with its close code and reason:
+    Returns how many peers it was queued for, and the clients to close,
+    each with its close code and reason:
     those that now have more than `limit` bytes waiting (they cannot keep
     up, and are closed with 1013 rather than buffered for without bound
     or allowed to slow the others down), and those whose connection
@@ -98,6 +159,7 @@ def fan_out(
     """
     message = PreparedMessage(text)
     drop = []
+    queued = 0
     for client, peer in peers:
         try:
             waiting = peer.send_prepared(message)
@@ -107,20 +169,25 @@ def fan_out(
             logger.debug("queueing for client %d failed", client, exc_info=True)
             drop.append((client, BROKEN))
             continue
+        queued += 1
         if waiting > limit:
             drop.append((client, SLOW))
-    return drop
+    return queued, drop
 
 
 class ChatProcess(Generic[PeerT, LinkT]):
     """The room, the clients of this process, and the Redis link if any:
     `new_link(url, history, deliver)` makes it when the settings name a
-    Redis."""
+    Redis. `lock` is held around what the link calls back (the replies to
+    requests); a backend whose link runs in a thread of its own sets it."""
+
+    lock: AbstractContextManager[Any] = contextlib.nullcontext()
 
     def __init__(
         self,
         settings: ChatSettings,
         new_link: Callable[[str, int, Callable[[str], None]], LinkT] | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.settings = settings
         self.room = Room(
@@ -139,9 +206,17 @@ class ChatProcess(Generic[PeerT, LinkT]):
             self.link = new_link(settings.redis, settings.history, self.from_redis)
         self._failures = LogThrottle(LOG_INTERVAL)
         self._rejections = LogThrottle(LOG_INTERVAL)
+        self._claim_errors = LogThrottle(LOG_INTERVAL)
         self._seeded_from: int | None = None  # the Redis session the history came from
         self._rejected_logged = 0
         self._queue: deque[Action] | None = None  # actions being carried out
+        # Who holds a nickname in Redis: this process run, then the client.
+        self.holder = f"{settings.worker}:{secrets.token_hex(8)}"
+        self._refreshed_in: int | None = None  # the Redis session nicks were refreshed in
+        self.monitor = monitor
+        self.counters = ChatCounters() if monitor is None else monitor.counters
+        if monitor is not None:
+            monitor.attach(self)
 
     # -- the steps ---------------------------------------------------------------
 
@@ -177,6 +252,9 @@ class ChatProcess(Generic[PeerT, LinkT]):
         """False once the client has been dropped (too slow, or broken)."""
         if client not in self.clients:
             return False
+        counters = self.counters
+        counters.messages_in += 1
+        counters.bytes_in += utf8_size(message)
         self._step(client, lambda now: self.room.receive(client, message, now))
         return client in self.clients
 
@@ -190,8 +268,42 @@ class ChatProcess(Generic[PeerT, LinkT]):
         self._report_rejections()
 
     def tick(self) -> None:
+        link = self.link
+        if link is not None and link.up and link.sessions != self._refreshed_in:
+            self._refreshed_in = link.sessions  # (a new session: Redis may have forgotten)
+            self.room.refresh_soon()
         self._step(None, self.room.tick)
         self._report_rejections()
+        if self.monitor is not None:
+            self.monitor.sync()  # (with several workers, the others' scrapes read it)
+
+    def update_counters(self) -> None:
+        """Copy into `counters` what the room counts itself."""
+        counters = self.counters
+        counters.rate_limited = self.room.rate_limited
+        counters.hub_rejected = self.room.rejected
+
+    def claim_answered(self, client: int, nick: str, reply: Reply) -> None:
+        """Redis answered `client`'s claim of `nick` (TAKE's list of those
+        refused: [] or [1]); anything else, or no answer (`LOST`), grants
+        it here (see the module's docstring)."""
+        with self.lock:
+            if isinstance(reply, RedisError) and reply is not LOST:
+                self._claim_errors.warning(time.time(), "redis refused a claim: %s", reply)
+            ok = reply != [1]
+            self._step(client, lambda now: self.room.claimed(client, nick, ok, now))
+
+    def refresh_answered(self, held: list[tuple[int, str]], reply: Reply) -> None:
+        """TAKE's list of the holders refused: each lost its nickname."""
+        if not isinstance(reply, list):
+            return  # (not refreshed: tried again at the next refresh)
+        with self.lock:
+            for index in reply:
+                if isinstance(index, int) and 1 <= index <= len(held):
+                    self._lose(*held[index - 1])
+
+    def _lose(self, client: int, nick: str) -> None:
+        self._step(client, lambda now: self.room.lost(client, nick, now))
 
     def _step(self, client: int | None, step: Callable[[float], list[Action]]) -> None:
         """Run one step of the room for `client` (None: for no one in
@@ -248,15 +360,13 @@ class ChatProcess(Generic[PeerT, LinkT]):
             raise failed
 
     def _carry_out(self, action: Action) -> None:
-        limit = self.settings.client_buffer
         if type(action) is Broadcast:
-            for client, why in fan_out(action.text, list(self.clients.items()), limit):
-                self.drop(client, *why)
+            self.counters.broadcasts += 1
+            self._deliver(action.text, list(self.clients.items()))
         elif type(action) is Send:
             peer = self.clients.get(action.client)
             if peer is not None:
-                for client, why in fan_out(action.text, [(action.client, peer)], limit):
-                    self.drop(client, *why)
+                self._deliver(action.text, [(action.client, peer)])
         elif type(action) is Publish:
             # Already broadcast here; if Redis is away, the other workers
             # miss it (as they would any event of a worker they cannot reach).
@@ -271,6 +381,55 @@ class ChatProcess(Generic[PeerT, LinkT]):
                 )
         elif type(action) is Close:
             self.drop(action.client, action.code, action.reason)
+        elif type(action) is Claim:
+            self._claim(action)
+        elif type(action) is Release:
+            if self.link is not None:
+                keys = [NICK_KEY + key for key in action.keys]
+                self.link.send(
+                    command("EVAL", GIVE_UP, len(keys), *keys, self._holder(action.client))
+                )
+        elif type(action) is Refresh:
+            for start in range(0, len(action.held), REFRESH_BATCH):
+                self._refresh(action.held[start : start + REFRESH_BATCH])
+
+    def _deliver(self, text: str, peers: list[tuple[int, PeerT]]) -> None:
+        queued, drop = fan_out(text, peers, self.settings.client_buffer)
+        counters = self.counters
+        counters.messages_out += queued
+        counters.bytes_out += queued * utf8_size(text)
+        for client, why in drop:
+            self.drop(client, *why)
+
+    def _holder(self, client: int) -> str:
+        return f"{self.holder}:{client}"
+
+    def _take(self, held: Iterable[tuple[int, str, tuple[str, ...]]]) -> bytes:
+        """TAKE for these (client, nick, keys), two keys each."""
+        keys: list[str] = []
+        holders: list[str] = []
+        for client, _, own in held:
+            assert len(own) == 2
+            keys += (NICK_KEY + key for key in own)
+            holders.append(self._holder(client))
+        ttl = round(NICK_TTL * 1000)
+        return command("EVAL", TAKE, len(keys), *keys, ttl, 2, *holders)
+
+    def _claim(self, claim: Claim) -> None:
+        client, nick = claim.client, claim.nick
+        data = self._take([(client, nick, claim.keys)])
+
+        def answered(reply: Reply) -> None:
+            self.claim_answered(client, nick, reply)
+
+        if self.link is None or not self.link.request(data, answered):
+            # Redis is away: granted here (nicknames unique in this process).
+            self._step(client, lambda now: self.room.claimed(client, nick, True, now))
+
+    def _refresh(self, held: tuple[tuple[int, str, tuple[str, ...]], ...]) -> None:
+        if self.link is not None:
+            names = [(client, nick) for client, nick, _ in held]
+            self.link.request(self._take(held), lambda reply: self.refresh_answered(names, reply))
 
     def drop(self, client: int, code: int, reason: str) -> None:
         """Take `client` out of the room and start closing it. The room
@@ -279,6 +438,8 @@ class ChatProcess(Generic[PeerT, LinkT]):
         peer = self.clients.pop(client, None)
         if peer is None:
             return
+        if (code, reason) == SLOW:
+            self.counters.slow_drops += 1
         self._step(None, lambda now: self.room.disconnect(client, now))
         try:
             # Never waits (a stuck peer's writer included): the core's close

@@ -7,18 +7,21 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .._running import BACKENDS, serve_until_signal
+from .._running import BACKENDS, Drain, serve_until_signal
 from .log import logger
+from .monitor import MULTIPROCESS_DIR, Monitor
 from .settings import ChatSettings, server_options
 
 if TYPE_CHECKING:
@@ -64,6 +67,14 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
     parser.add_argument(
         "--max-connections-per-ip", type=int, default=20, help="503 past it (default: 20)"
     )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after SIGTERM, serve on this long with /healthz answering 503, so that a load "
+        "balancer sends new people elsewhere first (default: 0; a second signal cuts it short)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -76,6 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         parser.error("--workers needs a fixed --port for the workers to share")
     if args.history < 0 or args.rate <= 0 or args.burst < 1:
         parser.error("--history must be 0 or more, --rate positive, --burst at least 1")
+    if not 0 <= args.drain <= 3600:
+        parser.error("--drain must be between 0 and 3600 seconds")
     if args.redis is not None:
         from .resp import parse_redis_url
 
@@ -97,6 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         burst=args.burst,
         max_message_size=args.max_message_size,
         max_connections_per_ip=args.max_connections_per_ip,
+        drain=args.drain,
     )
 
 
@@ -104,36 +118,43 @@ class ChatApp:
     """The chat on each backend (see `adapters._running.App`); a backend's
     module is imported only when it is chosen."""
 
-    def __init__(self, settings: ChatSettings) -> None:
+    def __init__(self, settings: ChatSettings, monitor: Monitor) -> None:
         self.settings = settings
+        self.monitor = monitor
 
     def on_blocking(self) -> AbstractContextManager[ws_blocking.Handler]:
         from .run_blocking import serving
 
-        return serving(self.settings)
+        return serving(self.settings, self.monitor)
 
     def on_asyncio(self) -> AbstractAsyncContextManager[ws_asyncio.Handler]:
         from .run_asyncio import serving
 
-        return serving(self.settings)
+        return serving(self.settings, self.monitor)
 
     def on_trio(self) -> AbstractAsyncContextManager[ws_trio.Handler]:
         from .run_trio import serving
 
-        return serving(self.settings)
+        return serving(self.settings, self.monitor)
 
 
 def run(settings: ChatSettings, started: Callable[[int], None]) -> None:
-    """Serve until SIGINT or SIGTERM, then close every client with 1001."""
+    """Serve until SIGINT or SIGTERM (after `--drain`), then close every
+    client with 1001."""
     # A name that no other worker, here or on another machine, has.
     settings = replace(settings, worker=f"{socket.gethostname()}:{os.getpid()}")
+    monitor = Monitor(settings.backend, settings.worker, redis=settings.redis is not None)
+    options = server_options(settings)
+    options["http_handler"] = monitor.http_handler  # the page, /healthz and /metrics
+    options["stats"] = monitor.stats
     serve_until_signal(
         settings.backend,
-        ChatApp(settings),
+        ChatApp(settings, monitor),
         settings.host,
         settings.port,
-        server_options(settings),
+        options,
         started,
+        Drain(settings.drain, monitor.begin_drain),
     )
 
 
@@ -169,6 +190,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers == 1:
         run(settings, lambda port: print(describe(settings, port), flush=True))
         return 0
+    with _shared_metrics_dir():
+        return _run_workers(settings)
+
+
+@contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """A directory for the workers' metrics (see `monitor`), made here and
+    removed at the end, unless the operator named one."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="wschat-metrics-") as shared:
+        os.environ[MULTIPROCESS_DIR] = shared  # (the spawned workers inherit it)
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR]
+
+
+def _run_workers(settings: ChatSettings) -> int:
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
     workers = [
@@ -189,10 +230,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in workers[1:]:
         ready.get()
     print(f"{describe(settings, port)} ({settings.workers} workers)", flush=True)
-    for process in workers:
-        process.join()
+    running = {process.sentinel: process for process in workers}
+    while running:
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            process = running.pop(cast(int, sentinel))
+            process.join()
+            if process.exitcode != 0:
+                logger.warning("worker %s ended with %s", process.pid, process.exitcode)
+            _forget_worker(process.pid)
     logger.info("all workers stopped")
     return 0
+
+
+def _forget_worker(pid: int | None) -> None:
+    """A dead worker's gauges leave the metrics (its counters stay)."""
+    shared = os.environ.get(MULTIPROCESS_DIR)
+    if pid is None or not shared:
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    multiprocess.mark_process_dead(pid, shared)  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

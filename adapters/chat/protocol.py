@@ -9,24 +9,39 @@ Server to client:
 
     {"type": "welcome", "history": [<message>...], "online": 3, "max_text": 2000}
     {"type": "you", "nick": "ann"}           your join or rename went through
-    {"type": "joined", "nick": "ann"}
-    {"type": "renamed", "from": "ann", "to": "bob"}
-    {"type": "left", "nick": "bob"}
     {"type": "message", "nick": "ann", "text": "hello", "time": 1763750000.0}
-    {"type": "presence", "online": 4}        people online, across workers
+    {"type": "presence", "online": 42,       people online, across workers, and
+     "joined": ["ann", "bob"], "joined_more": 37,      who came, went or took
+     "left": ["cyd"],                                  another name since the
+     "renamed": [["dan", "dave"]]}                     last one (at most one a second)
     {"type": "error", "code": "...", "text": "...", "retry_after": 1.5}
+
+A presence update lists at most `MAX_NAMES` names in each of "joined",
+"left" and "renamed" (pairs: from, to); "<list>_more" counts the rest. A
+list that is empty is left out, and so is a "_more" of 0: the update of a
+count alone is {"type": "presence", "online": 4}. However many people
+arrive at once, one update per second of bounded size goes to each client.
 
 Error codes: "invalid_json", "unknown_type", "invalid_nick", "nick_taken",
 "not_joined", "empty", "too_long", "invalid_text" (a character that the
 chat does not carry: see `text_problem`), "rate_limited" (with
 `retry_after`, in seconds; for messages, and for joins and renames, per
-client address). The page shows every error as a notice.
+client address), "nick_pending" (a join or rename while the last one is
+still being checked with the other workers), "nick_lost" (the nickname was
+taken by someone on another worker while Redis was away: choose another).
+The page shows every error as a notice.
 
 Between workers, through Redis (the channel is open to anyone who can
 publish on it, so `parse_envelope` checks every field again):
 
-    {"worker": "host:pid", "event": <joined|renamed|left|message>}
-    {"worker": "host:pid", "event": {"type": "presence", "count": 3}}
+    {"worker": "host:pid", "event": <message>}
+    {"worker": "host:pid", "event": {"type": "presence", "count": 3,
+                                     "joined": [...], "joined_more": 0,
+                                     "left": [...], "renamed": [...]}}
+
+A worker's presence announcement (once a second) carries its client count
+and the joins, leaves and renames of its own clients since its last one,
+with the same optional, bounded lists as the clients' presence update.
 
 and the shared history is a Redis list of <message> events.
 
@@ -50,6 +65,8 @@ MAX_NICK_MARKS = 3  # combining marks on one letter of a nickname
 MAX_COUNT = 1_000_000  # clients a worker may claim to have
 MAX_WORKER = 256  # characters in a worker's name (hostname:pid)
 MAX_TIME = 1e11  # seconds since 1970 (the year 5138): a larger `time` is not one
+MAX_NAMES = 20  # names listed in each list of a presence update; the rest are counted
+PRESENCE_LISTS = ("joined", "left", "renamed")
 
 # Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
 # characters that render as nothing at all (joiners, variation selectors,
@@ -327,11 +344,10 @@ def nick_keys(nick: str) -> tuple[str, str]:
 
 _EVENT_FIELDS: Final = {
     "message": ("type", "nick", "text", "time"),
-    "joined": ("type", "nick"),
-    "left": ("type", "nick"),
-    "renamed": ("type", "from", "to"),
-    "presence": ("type", "count"),
+    "presence": ("type", "count"),  # and the optional lists (see `_parse_batch`)
 }
+# A presence event's optional fields, in their canonical order.
+_BATCH_FIELDS: Final = tuple(f for name in PRESENCE_LISTS for f in (name, f"{name}_more"))
 
 
 def max_envelope(max_text: int = MAX_TEXT) -> int:
@@ -364,15 +380,22 @@ def parse_event(data: object, *, max_text: int = MAX_TEXT) -> dict[str, object] 
     the checked fields (so what is sent on is our own encoding), or why
     not: exactly the fields of its type; nicknames valid and normalized;
     texts that `text_problem` accepts; `time` a finite number of seconds;
-    `count` an integer from 0 to `MAX_COUNT`."""
+    `count` an integer from 0 to `MAX_COUNT`; a presence's lists bounded
+    (`_parse_batch`)."""
     if not isinstance(data, dict):
         return Invalid("invalid_json", "the event is not an object")
     kind = data.get("type")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
-    if fields is None or len(data) != len(fields) or not all(f in data for f in fields):
+    extra = [f for f in data if f not in _BATCH_FIELDS] if kind == "presence" else data
+    if fields is None or len(extra) != len(fields) or not all(f in data for f in fields):
         return Invalid("unknown_type", "not the fields of a room event")
     event = {field: data[field] for field in fields}
-    for field in ("nick", "from", "to"):
+    if kind == "presence":
+        batch = _parse_batch(data)
+        if isinstance(batch, Invalid):
+            return batch
+        event.update(batch)
+    for field in ("nick",):
         if field in event and not is_clean_nick(event[field]):
             return Invalid("invalid_nick", f"invalid {field}")
     if "text" in event:
@@ -392,6 +415,38 @@ def parse_event(data: object, *, max_text: int = MAX_TEXT) -> dict[str, object] 
         if type(count) is not int or not 0 <= count <= MAX_COUNT:
             return Invalid("invalid_json", "count is not a count")
     return event
+
+
+def _parse_batch(data: dict[str, object]) -> dict[str, object] | Invalid:
+    """The optional lists of a presence event, checked: at most `MAX_NAMES`
+    clean nicknames in "joined" and "left", as many [from, to] pairs of them
+    in "renamed", and each "_more" a count from 0 to `MAX_COUNT`. Empty
+    lists and zero counts are dropped (the canonical form leaves them out)."""
+    batch: dict[str, object] = {}
+    for name in PRESENCE_LISTS:
+        items = data.get(name, [])
+        if not isinstance(items, list) or len(items) > MAX_NAMES:
+            return Invalid("invalid_json", f"{name} is not a short list")
+        checked: list[object] = []
+        for item in items:
+            if name == "renamed":
+                if not isinstance(item, list) or len(item) != 2:
+                    return Invalid("invalid_json", "a rename is not a pair")
+                if not all(is_clean_nick(nick) for nick in item):
+                    return Invalid("invalid_nick", f"invalid nick in {name}")
+                checked.append([item[0], item[1]])
+            elif is_clean_nick(item):
+                checked.append(item)
+            else:
+                return Invalid("invalid_nick", f"invalid nick in {name}")
+        more = data.get(f"{name}_more", 0)
+        if type(more) is not int or not 0 <= more <= MAX_COUNT:
+            return Invalid("invalid_json", f"{name}_more is not a count")
+        if checked:
+            batch[name] = checked
+        if more:
+            batch[f"{name}_more"] = more
+    return batch
 
 
 def parse_stored(raw: object, *, max_text: int = MAX_TEXT) -> str | None:

@@ -25,6 +25,10 @@ for the history: what is left to them is their streams.
 
 While Redis is away commands are refused and history requests answered
 with None: the chat carries on with this process's clients alone.
+`request` (a command whose reply the chat needs: the nickname claims) is
+refused likewise, and a request in flight when its session ends is
+answered with `LOST`; callbacks are called outside the link's lock, like
+the deliveries to the room.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from contextlib import AbstractContextManager
 from typing import Generic, Protocol, TypeVar
 
 from .log import LogThrottle, logger
-from .redis_session import Conn, RedisSession, SessionError
-from .resp import parse_redis_url
+from .redis_session import LOST, Conn, OnReply, RedisSession, SessionError
+from .resp import Reply, parse_redis_url
 from .settings import CHANNEL, HISTORY_KEY
 
 FIRST_DELAY = 0.25  # seconds before the first reconnection attempt
@@ -129,6 +133,17 @@ class RedisLinkBase(Generic[E]):
         self._wake()
         return True
 
+    def request(self, data: bytes, on_reply: OnReply) -> bool:
+        """Queue one command without waiting; its reply goes to `on_reply`
+        (`LOST` if the session ends first). False if Redis is away or not
+        keeping up: `on_reply` is then never called."""
+        with self._lock:
+            session = self.session
+            if session is None or not session.request(data, on_reply, self._now()):
+                return False
+        self._wake()
+        return True
+
     def _request_history(self) -> Waiter[E] | None:
         """Ask for the shared history: the waiter to wait on for at most
         HISTORY_TIMEOUT, or None if Redis cannot give it now."""
@@ -174,9 +189,11 @@ class RedisLinkBase(Generic[E]):
             if session is None:
                 return
             session.fail(reason)
+            lost = session.take_requests()
             waiters = session.take_waiters()
         for waiter in waiters:
             waiter.answer(None)
+        self._answer_all([(on_reply, LOST) for on_reply in lost], self._now())
 
     def _on_data(self, session: RedisSession[Waiter[E]], conn: Conn, data: bytes) -> None:
         """What was read on `conn`: its events go to the room (not under the
@@ -185,6 +202,7 @@ class RedisLinkBase(Generic[E]):
         with self._lock:
             received = session.receive_data(conn, data, now)
         self._deliver_all(received.payloads, now)
+        self._answer_all(received.replies, now)
         for waiter, reply in received.answers:
             waiter.answer(reply)
         self._check(session)
@@ -216,6 +234,17 @@ class RedisLinkBase(Generic[E]):
                     "an event from redis was dropped: %s: %s",
                     type(error).__name__,
                     str(error)[:200],
+                )
+
+    def _answer_all(self, replies: list[tuple[OnReply, Reply]], now: float) -> None:
+        """Hand requests their replies; a callback that fails is logged
+        (throttled) and the link goes on."""
+        for on_reply, reply in replies:
+            try:
+                on_reply(reply)
+            except Exception as error:
+                self._deliver_errors.warning(
+                    now, "a reply from redis was dropped: %s: %s", type(error).__name__, error
                 )
 
     def _check(self, session: RedisSession[Waiter[E]]) -> None:

@@ -10,7 +10,9 @@ backends:
   `send` refuses (returns False) while the session is not up or when the
   outbox is full, and the chat then delivers to this process's clients;
 - SUBSCRIBE and its confirmation, SELECT of the database, the history
-  request, and matching each reply to its command (Redis answers in order);
+  request, the chat's own requests (`request`: a command whose reply is
+  handed back to the callback given with it; the nickname claims), and
+  matching each reply to its command (Redis answers in order);
 - what is delivered: only well-formed pushes on our channel, with a
   payload of valid UTF-8 within `max_payload` (anyone who can publish on
   the channel can send anything; what is dropped is logged, at most once
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -71,6 +74,10 @@ class _Kind(enum.Enum):
     PING = enum.auto()
     IGNORE = enum.auto()  # fire and forget: PUBLISH, RPUSH, LTRIM
     HISTORY = enum.auto()
+    REQUEST = enum.auto()  # the reply goes to the request's callback
+
+
+OnReply = Callable[[Reply], None]
 
 
 @dataclass(slots=True)
@@ -80,6 +87,7 @@ class _Expected(Generic[W]):
     kind: _Kind
     since: float  # when the command was queued: its reply is due REPLY_TIMEOUT later
     token: W | None = None  # the backend's waiter for a HISTORY
+    on_reply: OnReply | None = None  # the callback of a REQUEST
 
 
 @dataclass(slots=True)
@@ -95,11 +103,13 @@ class _Side(Generic[W]):
 
 @dataclass(frozen=True, slots=True)
 class Received(Generic[W]):
-    """What `receive_data` found: payloads to deliver to the room, and the
-    history requests answered (None: no usable answer)."""
+    """What `receive_data` found: payloads to deliver to the room, the
+    history requests answered (None: no usable answer), and the replies
+    to `request`s with their callbacks."""
 
     payloads: list[str]
     answers: list[tuple[W, list[str] | None]]
+    replies: list[tuple[OnReply, Reply]] = field(default_factory=list)
 
 
 class RedisSession(Generic[W]):
@@ -190,6 +200,16 @@ class RedisSession(Generic[W]):
             side.expected.clear()
         return waiters
 
+    def take_requests(self) -> list[OnReply]:
+        """The callbacks of the requests still unanswered, for the backend
+        to call with `LOST` once the session has failed (whether Redis ran
+        the command is then unknown)."""
+        callbacks: list[OnReply] = []
+        for side in self._sides.values():
+            callbacks.extend(e.on_reply for e in side.expected if e.on_reply is not None)
+            side.expected = deque(e for e in side.expected if e.on_reply is None)
+        return callbacks
+
     # -- what the chat asks -------------------------------------------------------
 
     def send(self, commands: tuple[bytes, ...], now: float) -> bool:
@@ -211,6 +231,17 @@ class RedisSession(Generic[W]):
         if not self._accepts(len(data), now):
             return False
         self._queue(Conn.CMD, data, _Kind.HISTORY, now, waiter)
+        return True
+
+    def request(self, data: bytes, on_reply: OnReply, now: float) -> bool:
+        """Queue one command whose reply comes back from `receive_data` with
+        `on_reply`; False if refused (then `on_reply` is never called)."""
+        if not self._accepts(len(data), now):
+            return False
+        side = self._sides[Conn.CMD]
+        side.pending += data
+        side.expected.append(_Expected(_Kind.REQUEST, now, on_reply=on_reply))
+        self._outbox += len(data)
         return True
 
     def _accepts(self, size: int, now: float) -> bool:
@@ -328,6 +359,9 @@ class RedisSession(Generic[W]):
         elif kind is _Kind.HISTORY:
             assert expected.token is not None
             result.answers.append((expected.token, self._history(reply, now)))
+        elif kind is _Kind.REQUEST:
+            assert expected.on_reply is not None
+            result.replies.append((expected.on_reply, reply))
         elif isinstance(reply, RedisError):  # a PUBLISH or RPUSH refused (OOM...)
             self._errors.warning(now, "redis refused a command: %s", reply)
 
@@ -386,6 +420,10 @@ class RedisSession(Generic[W]):
                     queued = True
                 side.next_ping = now + self.ping_interval
         return queued
+
+
+# What a request's callback gets when the session ended before its reply.
+LOST = RedisError("no reply: the connection to redis was lost")
 
 
 def _is_push(reply: Reply, kind: bytes, first: bytes) -> bool:

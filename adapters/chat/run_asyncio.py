@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from .. import asyncio as ws_asyncio
 from .chat_process import AsyncChatProcess
+from .monitor import Monitor
 from .redis_link import CONNECT_TIMEOUT, READ_SIZE, AsyncRedisLinkBase, Waiter
 from .redis_session import Conn, RedisSession
 from .settings import ChatSettings
@@ -88,10 +89,10 @@ class RedisLink(AsyncRedisLinkBase[asyncio.Event]):
 
 
 @asynccontextmanager
-async def serving(settings: ChatSettings) -> AsyncIterator[ws_asyncio.Handler]:
+async def serving(settings: ChatSettings, monitor: Monitor) -> AsyncIterator[ws_asyncio.Handler]:
     """The chat's connection handler, with its ticker and its Redis link
     running until the end of the `async with` (after the server closed)."""
-    chat = AsyncChatProcess[ws_asyncio.WebSocket, RedisLink](settings, RedisLink)
+    chat = AsyncChatProcess[ws_asyncio.WebSocket, RedisLink](settings, RedisLink, monitor)
     tasks = [asyncio.create_task(chat.ticker(asyncio.sleep))]
     if chat.link is not None:
         tasks.append(asyncio.create_task(chat.link.run()))

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from .. import ConnectionClosed
 from .. import blocking as ws_blocking
 from .chat_process import ChatProcess, refusal
+from .monitor import Monitor
 from .redis_link import CONNECT_TIMEOUT, HISTORY_TIMEOUT, READ_SIZE, RedisLinkBase, Waiter
 from .redis_session import Conn, RedisSession
 from .settings import TICK, ChatSettings
@@ -179,9 +180,9 @@ class BlockingChat(ChatProcess[ws_blocking.WebSocket, RedisLink]):
     """The room is shared by every client's thread: one lock around it, held
     while its actions are carried out (they only queue, never wait)."""
 
-    def __init__(self, settings: ChatSettings) -> None:
+    def __init__(self, settings: ChatSettings, monitor: Monitor | None = None) -> None:
         self.lock = threading.RLock()
-        super().__init__(settings, RedisLink)
+        super().__init__(settings, RedisLink, monitor)
 
     def from_redis(self, envelope: str) -> None:
         with self.lock:
@@ -218,10 +219,10 @@ class BlockingChat(ChatProcess[ws_blocking.WebSocket, RedisLink]):
 
 
 @contextmanager
-def serving(settings: ChatSettings) -> Iterator[ws_blocking.Handler]:
+def serving(settings: ChatSettings, monitor: Monitor) -> Iterator[ws_blocking.Handler]:
     """The chat's connection handler, with its ticker's thread and its Redis
     link's running until the end of the `with` (after the server closed)."""
-    chat = BlockingChat(settings)
+    chat = BlockingChat(settings, monitor)
     stop = threading.Event()
     ticker = threading.Thread(target=chat.ticker, args=(stop,), daemon=True, name="chat-tick")
     ticker.start()

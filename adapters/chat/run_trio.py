@@ -10,6 +10,7 @@ import trio
 
 from .. import trio as ws_trio
 from .chat_process import AsyncChatProcess
+from .monitor import Monitor
 from .redis_link import CONNECT_TIMEOUT, READ_SIZE, AsyncRedisLinkBase, Waiter
 from .redis_session import Conn, RedisSession
 from .settings import ChatSettings
@@ -91,10 +92,10 @@ class RedisLink(AsyncRedisLinkBase[trio.Event]):
 
 
 @asynccontextmanager
-async def serving(settings: ChatSettings) -> AsyncIterator[ws_trio.Handler]:
+async def serving(settings: ChatSettings, monitor: Monitor) -> AsyncIterator[ws_trio.Handler]:
     """The chat's connection handler, with its ticker and its Redis link
     running until the end of the `async with` (after the server closed)."""
-    chat = AsyncChatProcess[ws_trio.WebSocket, RedisLink](settings, RedisLink)
+    chat = AsyncChatProcess[ws_trio.WebSocket, RedisLink](settings, RedisLink, monitor)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(chat.ticker, trio.sleep)
         if chat.link is not None:

@@ -16,6 +16,14 @@ WS_PATH = "/ws"  # where the page opens its WebSocket
 CHANNEL = "wschat:room"  # the Redis channel of the room's events
 HISTORY_KEY = "wschat:history"  # the Redis list of the shared history
 TICK = 1.0  # seconds between the room's ticks (presence)
+# A nickname held across workers: one key per `nick_keys` key, whose value
+# names its holder (NICK_KEY + "f:ann" -> "host:pid:run:client"). Each
+# expires NICK_TTL seconds after its last refresh (every
+# `room.NICK_REFRESH`, 2 s), so a worker killed outright lets go of its
+# people's nicknames within NICK_TTL, and a few missed refreshes (a short
+# stall of Redis) lose nothing.
+NICK_KEY = "wschat:nick:"
+NICK_TTL = 8.0
 # The frame for a broadcast is compressed once and shared, which needs no
 # context takeover on what the server sends.
 COMPRESSION = PerMessageDeflate(no_context_takeover=True)
@@ -38,6 +46,7 @@ class ChatSettings:
     max_connections_per_ip: int = 20
     client_buffer: int = 1 << 20  # bytes waiting for a client before it is dropped
     worker: str = "w0"
+    drain: float = 0.0  # seconds of serving on, with /healthz at 503, after SIGTERM
 
 
 def server_options(settings: ChatSettings) -> ServerOptions:

@@ -119,6 +119,14 @@ class Member:
             if event["type"] == kind and all(event.get(k) == v for k, v in fields.items()):
                 return event
 
+    def next_presence(self, timeout: float = 10.0, **lists: Any) -> dict[str, Any]:
+        """Skip events until a presence update whose lists hold these items
+        (`joined="bob"`, `renamed=["bob", "robert"]`)."""
+        while True:
+            event = self.next_of("presence", timeout)
+            if all(item in event.get(kind, []) for kind, item in lists.items()):
+                return event
+
     def drain(self) -> None:
         """Read until the connection closes (raises ConnectionClosed)."""
         while True:

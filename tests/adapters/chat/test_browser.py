@@ -3,6 +3,8 @@ Playwright, against the chat on each backend."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -10,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from .helpers import BACKENDS, running_chat
+from .test_redis import redis_command, redis_server
 
 # scripts/run-tests installs chromium; without it these tests fail, not skip.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,7 +37,10 @@ def open_page(browser: Browser, url: str, nick: str, dialogs: list[str]) -> Page
     expect(page.locator("#message")).to_be_enabled()  # joined under a guest name
     page.fill("#nick", nick)
     page.press("#nick", "Enter")
-    expect(page.locator("#messages")).to_contain_text(f"is now {nick}")
+    # Announced at the next tick: as a rename of the guest, or (both in the
+    # same second) as a join under the name it ended with.
+    joined = re.compile(rf"is now {nick}|(^|, | and ){nick}( and .*)? joined")
+    expect(page.locator("#messages li.event").last).to_have_text(joined)
     return page
 
 
@@ -89,3 +95,32 @@ def test_page_reconnects_after_the_server_restarts(browser: Browser) -> None:
         say(page, "back")
         expect(page.locator("#messages li.message").last).to_contain_text("back")
     page.context.close()
+
+
+def test_a_batched_presence_update_reads_as_one_line(browser: Browser) -> None:
+    """Another worker's burst (as it announces it through Redis) is one
+    line per kind of change, its names as text, the rest counted."""
+    with (
+        redis_server() as port,
+        running_chat("asyncio", "--redis", f"redis://127.0.0.1:{port}/0") as chat,
+    ):
+        page = open_page(browser, chat.page, "ann", [])
+        names = [f"n{i}" for i in range(20)]
+        event = {
+            "type": "presence",
+            "count": 60,
+            "joined": names,
+            "joined_more": 37,
+            "left": ["zed", "yan"],
+            "renamed": [["cyd", "cydney"]],
+            "renamed_more": 2,
+        }
+        envelope = json.dumps({"worker": "elsewhere", "event": event})
+        assert redis_command(port, "PUBLISH", "wschat:room", envelope) == 1
+        expect(page.locator("#online")).to_have_text("61")
+        lines = page.locator("#messages li.event")
+        expect(lines.nth(-4)).to_have_text("zed and yan left")
+        expect(lines.nth(-3)).to_have_text("cyd is now cydney")
+        expect(lines.nth(-2)).to_have_text("2 others changed their names")
+        expect(lines.nth(-1)).to_have_text(", ".join(names) + " and 37 others joined")
+        page.context.close()

@@ -10,8 +10,17 @@ from typing import Any
 
 import pytest
 
-from adapters.chat.chat_process import WRONG_PATH, ChatProcess, Link, host_of, refusal
-from adapters.chat.resp import ReplyParser
+from adapters.chat.chat_process import (
+    GIVE_UP,
+    TAKE,
+    WRONG_PATH,
+    ChatProcess,
+    Link,
+    host_of,
+    refusal,
+)
+from adapters.chat.redis_session import LOST
+from adapters.chat.resp import RedisError, Reply, ReplyParser
 from adapters.chat.room import Room
 from adapters.chat.settings import ChatSettings
 from wsproto_core import HandshakeRequest, PreparedMessage
@@ -60,10 +69,16 @@ class FakeLink:
         self.up = False
         self.sessions = 0
         self.sent: list[bytes] = []
+        self.requests: list[tuple[bytes, Callable[[Reply], None]]] = []
 
     def send(self, *commands: bytes) -> bool:
         if self.up:
             self.sent.extend(commands)
+        return self.up
+
+    def request(self, data: bytes, on_reply: Callable[[Reply], None]) -> bool:
+        if self.up:
+            self.requests.append((data, on_reply))
         return self.up
 
 
@@ -139,12 +154,17 @@ def test_a_broken_connection_does_not_keep_a_message_from_the_others() -> None:
     room.receive(ids[0], join("ann"))
     room.receive(ids[1], join("bad"))
     room.receive(ids[2], join("bob"))
+    room.tick()
     broken.mode = "broken"
     assert room.receive(ids[0], say("hello"))
-    assert bob.events[-2:] == [
-        {"type": "message", "nick": "ann", "text": "hello", "time": bob.events[-2]["time"]},
-        {"type": "left", "nick": "bad"},
-    ]
+    assert bob.events[-1] == {
+        "type": "message",
+        "nick": "ann",
+        "text": "hello",
+        "time": bob.events[-1]["time"],
+    }
+    room.tick()
+    assert bob.events[-1] == {"type": "presence", "online": 2, "left": ["bad"]}
     assert broken.closed == (1011, "internal error")
     assert room.room.clients == {ids[0], ids[2]}
 
@@ -155,12 +175,16 @@ def test_hundreds_of_slow_clients_are_dropped_without_recursion() -> None:
     ids = [room.arrive(peer, None) for peer in peers]
     for i, client in enumerate(ids):
         room.receive(client, join(f"p{i}"))
+    room.tick()  # (announced: their leaving is news)
     for peer in peers[1:]:
         peer.mode = "slow"
     room.receive(ids[0], say("hi"))
     assert all(peer.closed == (1013, "too slow: messages piled up") for peer in peers[1:])
     assert room.room.clients == {ids[0]}
-    assert peers[0].kinds().count("left") == 599
+    room.tick()  # their leaving: one bounded update
+    assert peers[0].events[-1]["online"] == 1
+    assert len(peers[0].events[-1]["left"]) == 20
+    assert peers[0].events[-1]["left_more"] == 579
 
 
 def test_hostile_redis_events_are_dropped_and_logged_once(
@@ -279,3 +303,95 @@ def request(path: str) -> HandshakeRequest:
 def test_only_the_chat_path_is_the_chat() -> None:
     assert refusal(request("/ws")) is None
     assert refusal(request("/other")) == WRONG_PATH == (1008, "the chat is at /ws")
+
+
+# -- nicknames across workers (issue 13) -----------------------------------------------
+
+
+def test_a_join_is_claimed_in_redis_and_answered_from_its_reply() -> None:
+    room, link = chat_with_redis(worker="w1")
+    link.up = True
+    ann, bob, cyd = FakePeer(), FakePeer(("192.0.2.8", 1)), FakePeer(("192.0.2.9", 1))
+    ids = [room.arrive(peer, None) for peer in (ann, bob, cyd)]
+    for client, nick in zip(ids, ["ann", "bob", "cyd"], strict=True):
+        room.receive(client, join(nick))
+    assert [peer.kinds() for peer in (ann, bob, cyd)] == [["welcome"]] * 3  # waiting
+    claims = [words(data) for data, _ in link.requests]
+    holder = f"{room.holder}:{ids[0]}".encode()
+    assert claims[0] == [
+        b"EVAL",
+        TAKE,
+        b"2",
+        b"wschat:nick:f:ann",
+        b"wschat:nick:c:ann",
+        b"8000",
+        b"2",
+        holder,
+    ]
+    (_, to_ann), (_, to_bob), (_, to_cyd) = link.requests
+    to_ann([])  # free: taken
+    to_bob([1])  # held by someone on another worker
+    to_cyd(LOST)  # the link dropped before the reply: decided here
+    assert ann.events[-1] == {"type": "you", "nick": "ann"}
+    assert bob.events[-1]["code"] == "nick_taken"
+    assert cyd.events[-1] == {"type": "you", "nick": "cyd"}
+    room.leave(ids[0])
+    assert words(link.sent[-1]) == [
+        b"EVAL",
+        GIVE_UP,
+        b"2",
+        b"wschat:nick:f:ann",
+        b"wschat:nick:c:ann",
+        holder,
+    ]
+    to_ann([])  # a second answer, out of context: ignored
+    assert ids[0] not in room.room.clients
+
+
+def test_while_redis_is_away_a_join_is_decided_here() -> None:
+    room, link = chat_with_redis(worker="w1")
+    ann = FakePeer()
+    client = room.arrive(ann, None)
+    room.receive(client, join("ann"))
+    assert ann.events[-1] == {"type": "you", "nick": "ann"}
+    assert link.requests == []
+    # Back: the next tick refreshes what this process holds (taking again
+    # in Redis what it does not have), and a clash loses the name.
+    link.up = True
+    link.sessions = 1
+    room.tick()
+    [(refresh, answer)] = link.requests
+    assert words(refresh)[3:] == [
+        b"wschat:nick:f:ann",
+        b"wschat:nick:c:ann",
+        b"8000",
+        b"2",
+        f"{room.holder}:{client}".encode(),
+    ]
+    answer([1])
+    assert ann.events[-1]["code"] == "nick_lost"
+    assert room.room.nick(client) is None
+
+
+def test_replies_are_handled_under_the_chat_lock() -> None:
+    """The blocking backend's link calls back from its own thread."""
+    entered: list[bool] = []
+
+    class Lock:
+        def __enter__(self) -> None:
+            entered.append(True)
+
+        def __exit__(self, *exc: object) -> None:
+            entered.append(False)
+
+    room, link = chat_with_redis(worker="w1")
+    room.lock = Lock()
+    link.up = True
+    peer = FakePeer()
+    client = room.arrive(peer, None)
+    room.receive(client, join("ann"))
+    assert entered == []
+    (_, answer) = link.requests[0]
+    answer(RedisError("OOM"))  # an error reply: decided here too
+    assert entered == [True, False]
+    assert peer.events[-1] == {"type": "you", "nick": "ann"}

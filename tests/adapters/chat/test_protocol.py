@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from adapters.chat.protocol import (
     MAX_COUNT,
+    MAX_NAMES,
     MAX_NICK,
     Envelope,
     Invalid,
@@ -290,11 +291,20 @@ GOOD_MESSAGE = {"type": "message", "nick": "ann", "text": "hi", "time": 1.5}
     "event",
     [
         GOOD_MESSAGE,
-        {"type": "joined", "nick": "ann"},
-        {"type": "left", "nick": "ann"},
-        {"type": "renamed", "from": "ann", "to": "bob"},
         {"type": "presence", "count": 0},
         {"type": "presence", "count": MAX_COUNT},
+        {"type": "presence", "count": 3, "joined": ["ann", "Zoë"], "joined_more": 1},
+        {"type": "presence", "count": 3, "left": ["bob"], "renamed": [["ann", "anna"]]},
+        {
+            "type": "presence",
+            "count": 3,
+            "joined": [f"j{i}" for i in range(MAX_NAMES)],
+            "joined_more": MAX_COUNT,
+            "left": [f"l{i}" for i in range(MAX_NAMES)],
+            "left_more": 5,
+            "renamed": [[f"a{i}", f"b{i}"] for i in range(MAX_NAMES)],
+            "renamed_more": 7,
+        },
     ],
 )
 def test_room_events_from_workers_are_accepted_as_they_are(event: dict[str, object]) -> None:
@@ -340,6 +350,42 @@ def test_room_events_from_workers_are_accepted_as_they_are(event: dict[str, obje
 )
 def test_hostile_envelopes_are_refused(raw: str) -> None:
     assert isinstance(parse_envelope(raw), Invalid)
+
+
+PRESENCE = {"type": "presence", "count": 2}
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {"joined": [f"n{i}" for i in range(MAX_NAMES + 1)]},  # over the bound
+        {"left": [f"n{i}" for i in range(10_000)]},
+        {"renamed": [["a", "b"]] * (MAX_NAMES + 1)},
+        {"joined": "ann"},
+        {"joined": ["<b>"]},
+        {"joined": [" ann"]},  # not normalized
+        {"left": [None]},
+        {"left": [["ann"]]},
+        {"renamed": ["ann"]},
+        {"renamed": [["ann"]]},
+        {"renamed": [["ann", "bob", "cyd"]]},
+        {"renamed": [["ann", "a͏nn"]]},
+        {"joined_more": -1},
+        {"joined_more": MAX_COUNT + 1},
+        {"left_more": True},
+        {"left_more": 1.0},
+        {"renamed_more": "3"},
+        {"others": ["ann"]},
+        {"nick": "ann"},
+    ],
+)
+def test_hostile_presence_batches_are_refused(batch: dict[str, object]) -> None:
+    assert isinstance(parse_envelope(envelope({**PRESENCE, **batch})), Invalid)
+
+
+def test_a_presence_batch_is_re_encoded_without_its_empty_parts() -> None:
+    raw = envelope({**PRESENCE, "joined": [], "joined_more": 0, "left": ["ann"], "left_more": 0})
+    assert parse_envelope(raw) == Envelope("w2", {**PRESENCE, "left": ["ann"]})
 
 
 def test_stored_history_items_are_checked_and_re_encoded() -> None:

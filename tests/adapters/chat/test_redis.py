@@ -665,3 +665,145 @@ def test_a_killed_workers_people_leave_the_count_within_seconds(backend: str) ->
             if doomed.poll() is None:
                 doomed.kill()
                 doomed.wait(10)
+
+
+# -- one nickname across the workers (issue 13) ---------------------------------------
+
+
+def try_join(member: Member, nick: str) -> str:
+    """Ask for `nick`: "you" if it went through, else the error's code."""
+    member.send(type="join", nick=nick)
+    while True:
+        event = member.next(timeout=10)
+        if event["type"] == "you":
+            assert event["nick"] == nick
+            return "you"
+        if event["type"] == "error":
+            return str(event["code"])
+
+
+def join_when_free(member: Member, nick: str, within: float) -> float:
+    """Ask for `nick` until it is given (refused as taken meanwhile): how
+    long that took."""
+    start = time.monotonic()
+    while (answer := try_join(member, nick)) != "you":
+        # (each refusal spends one of the address's joins: 1 a second after 20)
+        assert answer in ("nick_taken", "rate_limited"), answer
+        assert time.monotonic() - start < within, f"{nick!r} still taken after {within} s"
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nickname_is_held_across_workers_and_released_on_leaving(backend: str) -> None:
+    with redis_server() as port, ExitStack() as stack:
+        url = f"redis://127.0.0.1:{port}/0"
+        one = stack.enter_context(running_chat(backend, "--redis", url))
+        two = stack.enter_context(running_chat(backend, "--redis", url))
+        ann, other = Member(one.ws_url), Member(two.ws_url)
+        ann.join("ann")
+        holder = redis_command(port, "GET", "wschat:nick:f:ann")
+        assert isinstance(holder, bytes)
+        assert holder.startswith(b"%s:" % socket.gethostname().encode())
+        ttl = redis_command(port, "PTTL", "wschat:nick:c:ann")
+        assert isinstance(ttl, int)
+        assert 0 < ttl <= 8000
+        # On the other worker: taken, look-alikes too; another name is fine.
+        for nick in ("ann", "ANN", "\u0430nn"):
+            assert try_join(other, nick) == "nick_taken"
+        assert try_join(other, "bob") == "you"
+        # ann renames: her old name is free at once (and her new one taken).
+        ann.join("anna")
+        assert join_when_free(other, "ann", within=3) < 3
+        assert try_join(ann, "ann") == "nick_taken"
+        # other (now "ann") leaves: released at once, not at the expiry.
+        other.close()
+        assert join_when_free(ann, "ann", within=3) < 3
+        assert redis_command(port, "GET", "wschat:nick:f:bob") is None
+        ann.close()
+
+
+def test_a_killed_workers_nicknames_are_free_within_their_expiry() -> None:
+    """Workers of each backend killed with SIGKILL: the names their people
+    held expire in Redis (8 s after the last refresh), so another worker
+    gives them out again within that, and not before."""
+    with (
+        redis_server() as port,
+        running_chat("asyncio", "--redis", f"redis://127.0.0.1:{port}/0") as survivor,
+    ):
+        redis = ["--redis", f"redis://127.0.0.1:{port}/0"]
+        doomed: list[subprocess.Popen[str]] = []
+        try:
+            people = []
+            for backend in BACKENDS:
+                argv = ["-m", "adapters.chat", "--backend", backend, "--port", "0", *redis]
+                process = subprocess.Popen(
+                    [sys.executable, *argv],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                doomed.append(process)
+                assert process.stdout is not None
+                page = process.stdout.readline().split("open ", 1)[1].split()[0]
+                wait_for_log(process, "redis connected")
+                member = Member(page.replace("http://", "ws://") + "ws")
+                member.join(f"held by {backend}")
+                people.append(member)
+            newcomer = Member(survivor.ws_url)
+            for backend in BACKENDS:
+                assert try_join(newcomer, f"held by {backend}") == "nick_taken"
+            for process in doomed:
+                process.kill()
+            killed = time.monotonic()
+            for process in doomed:
+                process.wait(10)
+            for backend in BACKENDS:
+                join_when_free(newcomer, f"held by {backend}", within=12)
+            assert 3 < time.monotonic() - killed < 12  # expired, not released
+            for member in people:
+                with contextlib.suppress(Exception):
+                    member.close()
+            newcomer.close()
+        finally:
+            for process in doomed:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+
+
+# -- presence, coalesced (issue 13) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_burst_of_joins_reaches_the_other_worker_in_a_few_updates(backend: str) -> None:
+    """15 people join on one worker as fast as they can: a watcher on the
+    other worker gets about one presence update a second listing them, not
+    one event per join."""
+    with redis_server() as port, ExitStack() as stack:
+        url = f"redis://127.0.0.1:{port}/0"
+        fast = ("--rate", "1000", "--burst", "1000")  # (all from one address)
+        one = stack.enter_context(running_chat(backend, "--redis", url, *fast))
+        two = stack.enter_context(running_chat(backend, "--redis", url))
+        watcher = Member(two.ws_url)
+        watcher.join("watcher")
+        start = time.monotonic()
+        crowd = [Member(one.ws_url) for _ in range(15)]
+        for i, member in enumerate(crowd):
+            member.join(f"p{i}")
+        expected = {f"p{i}" for i in range(15)}
+        seen: set[str] = set()
+        updates = 0
+        while seen != expected:
+            event = watcher.next(timeout=10)
+            assert event["type"] == "presence", event  # nothing else goes out
+            updates += 1
+            assert "joined_more" not in event
+            seen.update(event.get("joined", []))
+            assert seen <= expected | {"watcher"}
+            seen.discard("watcher")
+        elapsed = time.monotonic() - start
+        assert updates <= elapsed + 2, (updates, elapsed)  # one a tick, at most
+        assert updates < 10  # (however slow the machine: far fewer than 15 joins)
+        for member in [*crowd, watcher]:
+            member.close()

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from adapters.chat.redis_link import FIRST_DELAY, MAX_DELAY, RedisLinkBase
-from adapters.chat.redis_session import Conn, SessionError
-from adapters.chat.resp import command
+from adapters.chat.redis_session import LOST, Conn, SessionError
+from adapters.chat.resp import Reply, command
 
 SUBSCRIBED = b"*3\r\n$9\r\nsubscribe\r\n$11\r\nwschat:room\r\n:1\r\n"
 
@@ -186,3 +186,43 @@ def test_what_a_link_does_not_expect_is_logged_with_its_traceback(
     assert bug.getMessage() == "redis link error: 'a bug'"
     assert bug.exc_info is not None
     assert outage.getMessage() == "redis unavailable ('a bug'); retrying with backoff"
+
+
+def test_requests_get_their_replies_or_lost_when_the_session_ends() -> None:
+    link = Link()
+    replies: list[Reply] = []
+    assert not link.request(command("GET", "k"), replies.append)  # no session: refused
+    connect(link)
+    session = link.session
+    assert session is not None
+    assert link.request(command("GET", "a"), replies.append)
+    assert link.request(command("GET", "b"), replies.append)
+    assert session.data_to_send(Conn.CMD) == command("GET", "a") + command("GET", "b")
+    session.sent(Conn.CMD)
+    link._on_data(session, Conn.CMD, b"$1\r\nx\r\n")
+    assert replies == [b"x"]
+    link._end_session("gone")  # b's reply never came: whether it ran is unknown
+    assert replies == [b"x", LOST]
+    assert not link.request(command("GET", "c"), replies.append)
+
+
+def test_a_request_callback_that_raises_does_not_stop_the_link(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    link = up_link()
+    session = link.session
+    assert session is not None
+    answered: list[Reply] = []
+
+    def broken(reply: Reply) -> None:
+        raise RuntimeError("a bug")
+
+    link.request(command("GET", "a"), broken)
+    link.request(command("GET", "b"), answered.append)
+    session.data_to_send(Conn.CMD)
+    session.sent(Conn.CMD)
+    with caplog.at_level(logging.WARNING, "wschat"):
+        link._on_data(session, Conn.CMD, b"$1\r\nx\r\n$1\r\ny\r\n")
+    assert answered == [b"y"]
+    assert link.up
+    assert "a reply from redis was dropped: RuntimeError: a bug" in caplog.text

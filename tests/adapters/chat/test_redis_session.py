@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from adapters.chat.redis_session import Conn, RedisSession
-from adapters.chat.resp import command
+from adapters.chat.resp import Reply, command
 
 CHANNEL = "wschat:room"
 SUBSCRIBED = b"*3\r\n$9\r\nsubscribe\r\n$11\r\nwschat:room\r\n:1\r\n"
@@ -140,6 +140,32 @@ def test_the_history_answer_finds_its_waiter_among_other_replies() -> None:
         Conn.CMD, b":1\r\n" + bulk_array(b'{"a":1}', "é".encode()), 100.1
     )
     assert received.answers == [("newcomer", ['{"a":1}', "é"])]
+
+
+def test_a_request_reply_goes_to_its_callback_in_order() -> None:
+    session = up_session()
+    first: list[Reply] = []
+    second: list[Reply] = []
+    session.send((command("PUBLISH", CHANNEL, "x"),), 100.0)
+    assert session.request(command("EVAL", "return {}", 0), first.append, 100.0)
+    assert session.request_history("newcomer", 100.0)
+    assert session.request(command("GET", "k"), second.append, 100.0)
+    received = session.receive_data(Conn.CMD, b":1\r\n*0\r\n*0\r\n$-1\r\n", 100.1)
+    assert received.replies == [(first.append, []), (second.append, None)]
+    assert received.answers == [("newcomer", [])]
+    assert session.failure is None
+
+
+def test_requests_unanswered_when_the_session_fails_are_handed_back() -> None:
+    session = up_session()
+    lost: list[Reply] = []
+    assert session.request(command("GET", "k"), lost.append, 100.0)
+    session.request_history("w", 100.0)
+    session.fail("gone")
+    assert not session.request(command("GET", "k"), lost.append, 100.0)
+    assert session.take_requests() == [lost.append]
+    assert session.take_requests() == []
+    assert session.take_waiters() == ["w"]
 
 
 def test_no_history_is_asked_for_when_none_is_kept() -> None:

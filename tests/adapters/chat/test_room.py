@@ -10,18 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.chat.protocol import MAX_NAMES, nick_keys
 from adapters.chat.ratelimit import KEEP, Addresses, address_key
 from adapters.chat.room import (
     MAX_WORKERS,
+    NICK_REFRESH,
     PRESENCE_INTERVAL,
     PRESENCE_TIMEOUT,
     Action,
     Broadcast,
+    Claim,
     Publish,
+    Refresh,
+    Release,
     Room,
     RoomConfig,
     Send,
     Store,
+    hub_keys,
 )
 
 T0 = 1_800_000_000.0
@@ -43,6 +49,48 @@ def broadcasts(actions: list[Action]) -> list[dict[str, Any]]:
     return [json.loads(a.text) for a in actions if isinstance(a, Broadcast)]
 
 
+def presence(actions: list[Action]) -> list[dict[str, Any]]:
+    return [e for e in broadcasts(actions) if e["type"] == "presence"]
+
+
+def announced(actions: list[Action]) -> list[dict[str, Any]]:
+    """The events of this worker's Publish actions."""
+    return [json.loads(a.text)["event"] for a in actions if isinstance(a, Publish)]
+
+
+class Hub:
+    """A perfect Redis for nickname claims: TAKE and GIVE_UP, at once."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+
+    def take(self, holder: str, keys: tuple[str, ...]) -> bool:
+        if any(self.keys.get(key, holder) != holder for key in keys):
+            return False
+        self.keys.update(dict.fromkeys(keys, holder))
+        return True
+
+    def run(self, room: Room, actions: list[Action], now: float) -> list[Action]:
+        """Answer the claims, releases and refreshes in `actions` (and in what
+        the answers lead to); returns every action, answers included."""
+        out: list[Action] = []
+        for action in actions:
+            out.append(action)
+            holder = f"{room.config.worker}:{getattr(action, 'client', '')}"
+            if isinstance(action, Claim):
+                ok = self.take(holder, action.keys)
+                out += self.run(room, room.claimed(action.client, action.nick, ok, now), now)
+            elif isinstance(action, Release):
+                for key in action.keys:
+                    if self.keys.get(key) == holder:
+                        del self.keys[key]
+            elif isinstance(action, Refresh):
+                for client, nick, keys in action.held:
+                    if not self.take(f"{room.config.worker}:{client}", keys):
+                        out += self.run(room, room.lost(client, nick, now), now)
+        return out
+
+
 def test_welcome_then_join_then_message() -> None:
     room = Room(RoomConfig(history=2))
     actions = room.connect(1, T0)
@@ -52,7 +100,8 @@ def test_welcome_then_join_then_message() -> None:
     assert broadcasts(room.tick(T0)) == [{"type": "presence", "online": 1}]
     actions = room.receive(1, join("ann"), T0)
     assert sent_to(actions, 1) == [{"type": "you", "nick": "ann"}]
-    assert broadcasts(actions) == [{"type": "joined", "nick": "ann"}]
+    assert broadcasts(actions) == []  # announced at the next tick
+    assert broadcasts(room.tick(T0 + 0.5)) == [{"type": "presence", "online": 1, "joined": ["ann"]}]
     for text in ("one", "two", "three"):
         [message] = broadcasts(room.receive(1, say(text), T0 + 1))
         assert message == {"type": "message", "nick": "ann", "text": text, "time": T0 + 1}
@@ -91,10 +140,14 @@ def test_rename_and_leave_are_announced() -> None:
     room.connect(1, T0)
     room.receive(1, join("ann"), T0)
     assert room.receive(1, join("ann"), T0) == [Send(1, '{"type":"you","nick":"ann"}')]
-    assert broadcasts(room.receive(1, join("anna"), T0)) == [
-        {"type": "renamed", "from": "ann", "to": "anna"}
+    room.tick(T0)
+    assert broadcasts(room.receive(1, join("anna"), T0 + 1)) == []
+    assert presence(room.tick(T0 + 1)) == [
+        {"type": "presence", "online": 1, "renamed": [["ann", "anna"]]}
     ]
-    assert broadcasts(room.disconnect(1, T0)) == [{"type": "left", "nick": "anna"}]
+    room.connect(9, T0 + 1)  # (someone stays, so the count changes)
+    assert room.disconnect(1, T0 + 1) == []
+    assert presence(room.tick(T0 + 2)) == [{"type": "presence", "online": 1, "left": ["anna"]}]
     assert room.disconnect(1, T0) == []  # twice is harmless
     room.connect(2, T0)
     with pytest.raises(ValueError, match="already"):
@@ -120,7 +173,9 @@ def test_shared_room_broadcasts_at_once_and_publishes_for_the_others() -> None:
     room = Room(RoomConfig(shared=True, worker="w1"))
     assert [type(a) for a in room.connect(1, T0)] == [Send]
     assert [type(a) for a in room.tick(T0)] == [Broadcast, Publish]  # presence, announced
-    room.receive(1, join("ann"), T0)
+    [claim] = room.receive(1, join("ann"), T0)
+    assert claim == Claim(1, "ann", hub_keys(nick_keys("ann")))
+    room.claimed(1, "ann", True, T0)
     actions = room.receive(1, say("hello"), T0)
     assert [type(a) for a in actions] == [Broadcast, Publish, Store]
     broadcast, publish, store = actions
@@ -171,16 +226,25 @@ step = st.tuples(
 
 
 def nicks_from(events: list[dict[str, Any]]) -> set[str]:
-    """The nicknames that the broadcast events, replayed, say are present."""
+    """The nicknames that the presence updates, replayed, say are present:
+    in each, those who left go, the renamed change names (all at once: two
+    may have swapped), and those who joined come."""
     present: set[str] = set()
     for event in events:
-        if event["type"] == "joined":
-            present.add(event["nick"])
-        elif event["type"] == "renamed":
-            present.remove(event["from"])
-            present.add(event["to"])
-        elif event["type"] == "left":
-            present.remove(event["nick"])
+        if event["type"] != "presence":
+            continue
+        assert "joined_more" not in event  # (too few people here to need it)
+        for nick in event.get("left", []):
+            present.remove(nick)
+        renamed = event.get("renamed", [])
+        for old, _ in renamed:
+            present.remove(old)
+        for _, new in renamed:
+            assert new not in present
+            present.add(new)
+        for nick in event.get("joined", []):
+            assert nick not in present
+            present.add(nick)
     return present
 
 
@@ -213,9 +277,9 @@ def test_any_sequence_keeps_one_room_consistent(steps: list[Any], history: int) 
             if isinstance(action, Send):
                 assert action.client in room.clients
         seen += broadcasts(actions)
-        # Invariants: the announced nicks are the room's nicks, unique
-        # case-insensitively; the last presence is the number of clients;
-        # only one presence per tick.
+        # Invariants: the announced nicks (replayed from the presence
+        # updates) are the room's nicks, unique case-insensitively; the last
+        # presence is the number of clients; only one presence per tick.
         nicks = [room.nick(c) for c in room.clients if room.nick(c) is not None]
         assert nicks_from(seen) == set(nicks)
         assert len({n.casefold() for n in nicks if n}) == len(nicks)
@@ -233,37 +297,51 @@ def test_workers_sharing_a_hub_agree(steps: list[Any]) -> None:
     on the history."""
     rooms = [Room(RoomConfig(shared=True, worker=f"w{i}", rate=1.0, burst=3)) for i in range(3)]
     shared_history: list[str] = []
+    hub = Hub()
+    seen: list[list[dict[str, Any]]] = [[], [], []]  # what each room's clients were shown
     now = T0
 
-    def run(actions: list[Action]) -> None:
+    def run(actions: list[Action], room: Room | None = None) -> None:
+        if room is not None:
+            actions = hub.run(room, actions, now)
+            seen[rooms.index(room)].extend(broadcasts(actions))
         for action in actions:
             if isinstance(action, Publish):
-                for room in rooms:
-                    run(room.deliver(action.text, now))
+                for other in rooms:
+                    run(other.deliver(action.text, now), other)
             elif isinstance(action, Store):
                 shared_history.append(action.text)
 
     for worker, (kind, client, nick, delay) in steps:
         now += delay
         for room in rooms:  # the servers tick every second; steps are 3 s apart at most
-            run(room.tick(now))
+            run(room.tick(now), room)
         room = rooms[worker]
         if kind == "connect" and client not in room.clients:
-            run(room.connect(client, now, history=list(shared_history)))
+            run(room.connect(client, now, history=list(shared_history)), room)
         elif client in room.clients:
             if kind == "join":
-                run(room.receive(client, join(nick), now))
+                run(room.receive(client, join(nick), now), room)
             elif kind == "say":
-                run(room.receive(client, say("hi"), now))
+                run(room.receive(client, say("hi"), now), room)
             elif kind == "leave":
-                run(room.disconnect(client, now))
-    now += 1  # a tick later, everyone has announced their count
-    for room in rooms:
-        run(room.tick(now))
+                run(room.disconnect(client, now), room)
+        # A nickname is held by one client across all the workers.
+        nicks = [r.nick(c) for r in rooms for c in r.clients if r.nick(c) is not None]
+        assert len({nick_keys(n)[0] for n in nicks if n}) == len(nicks)
+    for _ in range(2):  # two ticks later, everyone has announced and shown all
+        now += 1
+        for room in rooms:
+            run(room.tick(now), room)
     total = sum(len(room.clients) for room in rooms)
     assert [room.online(now) for room in rooms] == [total] * 3
-    for room in rooms:
+    everyone = {r.nick(c) for r in rooms for c in r.clients} - {None}
+    for room, shown in zip(rooms, seen, strict=True):
         assert room.history == shared_history[-50:]
+        assert nicks_from(shown) == everyone
+    # What the hub holds is exactly the nicknames held.
+    held = {f"{r.config.worker}:{c}" for r in rooms for c in r.clients if r.nick(c)}
+    assert set(hub.keys.values()) == held
 
 
 # -- what is accepted can be sent, and the room stays usable (issue 9, 3) ----------
@@ -405,6 +483,7 @@ def test_any_sequence_of_envelopes_never_breaks_the_room(steps: list[Any]) -> No
     room = Room(RoomConfig(shared=True, worker="w1", history=5))
     room.connect(1, T0)
     room.receive(1, join("ann"), T0)
+    room.claimed(1, "ann", True, T0)
     now = T0
     for raw, delay in steps:
         now += delay
@@ -416,7 +495,8 @@ def test_any_sequence_of_envelopes_never_breaks_the_room(steps: list[Any]) -> No
             assert set(message) == {"type", "nick", "text", "time"}
     # And the room still works.
     assert_sendable(room.connect(2, now))
-    assert sent_to(room.receive(2, join("bob"), now), 2) == [{"type": "you", "nick": "bob"}]
+    assert room.receive(2, join("bob"), now) == [Claim(2, "bob", hub_keys(nick_keys("bob")))]
+    assert sent_to(room.claimed(2, "bob", True, now), 2) == [{"type": "you", "nick": "bob"}]
 
 
 # -- limits hold per address, across connections (issue 9, 6) ----------------------
@@ -476,8 +556,8 @@ def test_joins_and_renames_are_limited_per_address() -> None:
     room.connect(2, T0, address="192.0.2.7")
     assert sent_to(room.receive(2, join("ann"), T0), 2)[0]["code"] == "rate_limited"
     room.connect(3, T0, address="198.51.100.1")
-    assert broadcasts(room.receive(3, join("bob"), T0)) == [{"type": "joined", "nick": "bob"}]
-    assert broadcasts(room.receive(2, join("ann"), T0 + 2)) == [{"type": "joined", "nick": "ann"}]
+    assert sent_to(room.receive(3, join("bob"), T0), 3) == [{"type": "you", "nick": "bob"}]
+    assert sent_to(room.receive(2, join("ann"), T0 + 2), 2) == [{"type": "you", "nick": "ann"}]
 
 
 def test_a_reconnect_loop_broadcasts_nothing_until_the_tick() -> None:
@@ -508,12 +588,16 @@ def test_a_reconnect_loop_broadcasts_nothing_until_the_tick() -> None:
 
 def test_left_only_follows_a_join_that_went_through() -> None:
     room = Room(RoomConfig(rate=100.0, burst=100, join_rate=0.1, join_burst=1))
+    room.connect(9, T0, address="198.51.100.1")  # (someone stays)
     room.connect(1, T0, address="192.0.2.7")
-    assert broadcasts(room.receive(1, join("ann"), T0)) == [{"type": "joined", "nick": "ann"}]
+    room.receive(1, join("ann"), T0)
+    assert presence(room.tick(T0)) == [{"type": "presence", "online": 2, "joined": ["ann"]}]
     room.connect(2, T0, address="192.0.2.7")
     room.receive(2, join("bob"), T0)  # refused: the address's joins are spent
     assert room.disconnect(2, T0) == []
-    assert broadcasts(room.disconnect(1, T0)) == [{"type": "left", "nick": "ann"}]
+    assert presence(room.tick(T0 + 1)) == []  # back to two, and bob never joined
+    room.disconnect(1, T0 + 1)
+    assert presence(room.tick(T0 + 2)) == [{"type": "presence", "online": 1, "left": ["ann"]}]
 
 
 def test_the_address_table_is_bounded() -> None:
@@ -573,9 +657,210 @@ def test_renaming_to_another_case_of_ones_own_nickname() -> None:
     room = Room()
     room.connect(1, T0)
     room.receive(1, join("ann"), T0)
-    assert broadcasts(room.receive(1, join("Ann"), T0)) == [
-        {"type": "renamed", "from": "ann", "to": "Ann"}
+    room.tick(T0)
+    assert sent_to(room.receive(1, join("Ann"), T0), 1) == [{"type": "you", "nick": "Ann"}]
+    assert presence(room.tick(T0 + 1)) == [
+        {"type": "presence", "online": 1, "renamed": [["ann", "Ann"]]}
     ]
     room.connect(2, T0)
     room.receive(2, join("ann"), T0)  # the old name is free again, but not a look-alike
     assert sent_to(room.receive(2, join("ann"), T0), 2)[0]["code"] == "nick_taken"
+
+
+# -- presence, coalesced (issue 13) ---------------------------------------------------
+
+
+def crowd(room: Room, first: int, count: int, now: float, hub: Hub | None = None) -> None:
+    """`count` clients, each from an address of its own, connect and join."""
+    for client in range(first, first + count):
+        room.connect(client, now, address=f"10.{client >> 16}.{(client >> 8) & 255}.{client & 255}")
+        actions = room.receive(client, join(f"p{client}"), now)
+        if hub is not None:
+            actions = hub.run(room, actions, now)
+        assert broadcasts(actions) == []  # nothing goes to everyone before the tick
+        assert sent_to(actions, client) == [{"type": "you", "nick": f"p{client}"}]
+
+
+def test_a_burst_of_500_joins_costs_one_update_per_client_per_tick() -> None:
+    """500 people arrive over 5 s: the deliveries (each Broadcast times the
+    clients it goes to) are one per client per tick, not one per client per
+    join (which would be 125,250), and every update has a bounded size."""
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    hub = Hub()
+    deliveries = updates = 0
+    for second in range(5):
+        now = T0 + second
+        crowd(room, 1 + 100 * second, 100, now, hub)
+        actions = room.tick(now + 0.5)
+        [update] = [a for a in actions if isinstance(a, Broadcast)]
+        deliveries += len(room.clients)
+        updates += 1
+        assert len(update.text) < 1024
+        event = json.loads(update.text)
+        assert event["online"] == 100 * (second + 1)
+        assert event["joined"] == [f"p{c}" for c in range(1 + 100 * second, 21 + 100 * second)]
+        assert event["joined_more"] == 80
+        [announcement] = announced(actions)  # one message for the other workers, too
+        assert announcement["count"] == 100 * (second + 1)
+        assert len(announcement["joined"]) == MAX_NAMES
+        assert announcement["joined_more"] == 80
+    assert updates == 5
+    assert deliveries == 100 + 200 + 300 + 400 + 500
+    assert presence(room.tick(T0 + 5.5)) == []  # then quiet
+
+
+def test_another_workers_burst_is_folded_into_one_update_per_tick() -> None:
+    """w2's 500 newcomers reach w1's clients as one update per w1 tick,
+    however many announcements (and workers) it folds in."""
+    w1, w2 = Room(RoomConfig(shared=True, worker="w1")), Room(RoomConfig(shared=True, worker="w2"))
+    for client in range(3):
+        w1.connect(client, T0, address=f"192.0.2.{client}")
+    w1.tick(T0)
+    crowd(w2, 1000, 500, T0 + 0.1, Hub())
+    [announcement] = [a for a in w2.tick(T0 + 0.2) if isinstance(a, Publish)]
+    assert len(announcement.text) < 1024
+    assert w1.deliver(announcement.text, T0 + 0.3) == []  # shown at w1's tick
+    # More workers' announcements in the same second: still one bounded update.
+    for i in range(3, 10):
+        batch = {"type": "presence", "count": 50, "joined": [f"w{i}x{n}" for n in range(20)]}
+        w1.deliver(envelope({**batch, "joined_more": 30}, worker=f"w{i}"), T0 + 0.4)
+    [update] = presence(w1.tick(T0 + 1))
+    assert update["online"] == 3 + 500 + 7 * 50
+    assert update["joined"] == [f"p{c}" for c in range(1000, 1020)]
+    assert update["joined_more"] == 480 + 7 * 50
+    assert presence(w1.tick(T0 + 2)) == []  # nothing new: nothing sent
+
+
+def test_a_join_undone_before_the_tick_announces_nothing() -> None:
+    room = Room(RoomConfig(shared=True, worker="w1"))
+    hub = Hub()
+    room.connect(1, T0)
+    hub.run(room, room.receive(1, join("ann"), T0), T0)
+    room.tick(T0)
+    # bob comes and goes; ann reloads her page (leaves, and is back as ann).
+    room.connect(2, T0 + 0.1, address="192.0.2.2")
+    hub.run(room, room.receive(2, join("bob"), T0 + 0.1), T0 + 0.1)
+    hub.run(room, room.disconnect(2, T0 + 0.2), T0 + 0.2)
+    hub.run(room, room.disconnect(1, T0 + 0.3), T0 + 0.3)
+    room.connect(3, T0 + 0.4)
+    actions = hub.run(room, room.receive(3, join("ann"), T0 + 0.4), T0 + 0.4)
+    assert sent_to(actions, 3) == [{"type": "you", "nick": "ann"}]
+    actions = room.tick(T0 + 1)
+    assert broadcasts(actions) == []  # one online before and after; no one came or went
+    assert announced(actions) == [{"type": "presence", "count": 1}]
+    assert set(hub.keys.values()) == {"w1:3"}  # bob's name is free again
+    # Renames that come back to where they started are not announced either;
+    # a chain of them is one rename.
+    room.connect(4, T0 + 1)
+    hub.run(room, room.receive(4, join("cyd"), T0 + 1), T0 + 1)
+    room.tick(T0 + 1.5)
+    for nick in ("cy", "cyd", "c", "cee"):
+        hub.run(room, room.receive(4, join(nick), T0 + 2), T0 + 2)
+    hub.run(room, room.receive(3, join("anna"), T0 + 2), T0 + 2)
+    hub.run(room, room.receive(3, join("ann"), T0 + 2), T0 + 2)
+    assert presence(room.tick(T0 + 3)) == [
+        {"type": "presence", "online": 2, "renamed": [["cyd", "cee"]]}
+    ]
+
+
+# -- nicknames across workers (issue 13) -----------------------------------------------
+
+
+def shared_room(worker: str = "w1") -> Room:
+    return Room(RoomConfig(shared=True, worker=worker))
+
+
+def test_a_nickname_is_taken_only_once_the_hub_agrees() -> None:
+    room = shared_room()
+    room.connect(1, T0)
+    room.connect(2, T0)
+    assert room.receive(1, join("ann"), T0) == [Claim(1, "ann", ("f:ann", "c:ann"))]
+    assert room.nick(1) is None
+    # While the claim is pending: ann cannot say anything, another join
+    # waits, and no one here can take a look-alike.
+    assert sent_to(room.receive(1, say("hi"), T0), 1)[0]["code"] == "not_joined"
+    assert sent_to(room.receive(1, join("bob"), T0), 1)[0]["code"] == "nick_pending"
+    assert sent_to(room.receive(2, join("ANN"), T0), 2)[0]["code"] == "nick_taken"
+    assert room.claimed(1, "ann", True, T0) == [Send(1, '{"type":"you","nick":"ann"}')]
+    assert room.nick(1) == "ann"
+    # Someone on another worker holds "bob": refused, and free here again.
+    assert room.receive(2, join("bob"), T0) == [Claim(2, "bob", ("f:bob", "c:bob"))]
+    actions = room.claimed(2, "bob", False, T0)
+    assert [e["code"] for e in sent_to(actions, 2)] == ["nick_taken"]
+    assert room.nick(2) is None
+    assert room.receive(1, join("Bob"), T0 + 10) == [Claim(1, "Bob", ("f:bob", "c:Bob"))]
+
+
+def test_a_rename_releases_only_the_keys_it_no_longer_needs() -> None:
+    room = shared_room()
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    room.claimed(1, "ann", True, T0)
+    [claim] = room.receive(1, join("Ann"), T0)  # the same folded key, another cased one
+    assert claim == Claim(1, "Ann", ("f:ann", "c:Ann"))
+    assert room.claimed(1, "Ann", True, T0)[1:] == [Release(1, ("c:ann",))]
+    room.receive(1, join("bob"), T0)
+    assert room.claimed(1, "bob", True, T0)[1:] == [Release(1, ("f:ann", "c:Ann"))]
+    assert room.disconnect(1, T0) == [Release(1, ("f:bob", "c:bob"))]
+
+
+def test_leaving_while_a_claim_is_pending_releases_it_and_ignores_the_answer() -> None:
+    room = shared_room()
+    room.connect(1, T0)
+    room.receive(1, join("ann"), T0)
+    room.claimed(1, "ann", True, T0)
+    room.receive(1, join("bob"), T0)
+    # Released at once: queued behind the claim on the same connection, so
+    # whoever asks for "bob" next finds it free.
+    assert room.disconnect(1, T0) == [Release(1, ("f:ann", "c:ann", "f:bob", "c:bob"))]
+    assert room.claimed(1, "bob", True, T0) == []  # too late: ignored
+    assert room.claimed(7, "cyd", True, T0) == []  # no such client: ignored
+    room.connect(2, T0)
+    assert room.receive(2, join("bob"), T0) == [Claim(2, "bob", ("f:bob", "c:bob"))]
+    assert room.claimed(2, "ann", True, T0) == []  # not what it asked for: ignored
+    assert room.nick(2) is None
+
+
+def test_held_nicknames_are_refreshed_and_a_lost_one_is_given_up() -> None:
+    room = shared_room()
+    room.connect(1, T0)
+    room.connect(2, T0)
+    for client, nick in [(1, "ann"), (2, "bob")]:
+        room.receive(client, join(nick), T0)
+        room.claimed(client, nick, True, T0)
+    [refresh] = [a for a in room.tick(T0) if isinstance(a, Refresh)]
+    assert refresh.held == ((1, "ann", ("f:ann", "c:ann")), (2, "bob", ("f:bob", "c:bob")))
+    assert not any(isinstance(a, Refresh) for a in room.tick(T0 + NICK_REFRESH / 2))
+    assert any(isinstance(a, Refresh) for a in room.tick(T0 + NICK_REFRESH))
+    room.refresh_soon()  # (Redis came back)
+    assert any(isinstance(a, Refresh) for a in room.tick(T0 + NICK_REFRESH + 0.1))
+    # Someone on another worker took "bob" while Redis was away.
+    actions = room.lost(2, "bob", T0 + 3)
+    assert actions[0] == Release(2, ("f:bob", "c:bob"))
+    assert [e["code"] for e in sent_to(actions, 2)] == ["nick_lost"]
+    assert room.nick(2) is None
+    assert room.lost(2, "bob", T0 + 3) == []  # (twice, or too late: ignored)
+    assert presence(room.tick(T0 + 4)) == [{"type": "presence", "online": 2, "left": ["bob"]}]
+    [refresh] = [a for a in room.tick(T0 + 10) if isinstance(a, Refresh)]
+    assert refresh.held == ((1, "ann", ("f:ann", "c:ann")),)
+
+
+def test_one_process_claims_nothing() -> None:
+    room = Room()
+    room.connect(1, T0)
+    assert sent_to(room.receive(1, join("ann"), T0), 1) == [{"type": "you", "nick": "ann"}]
+    actions = room.tick(T0 + 10) + room.disconnect(1, T0 + 10) + room.tick(T0 + 20)
+    assert not any(isinstance(a, Claim | Release | Refresh | Publish) for a in actions)
+
+
+def test_losing_a_nickname_keeps_what_a_pending_rename_needs() -> None:
+    room = shared_room()
+    room.connect(1, T0)
+    room.connect(2, T0)
+    room.receive(1, join("ann"), T0)
+    room.claimed(1, "ann", True, T0)
+    room.receive(1, join("Ann"), T0)  # pending; shares the folded key with "ann"
+    assert room.lost(1, "ann", T0)[0] == Release(1, ("c:ann",))
+    assert sent_to(room.receive(2, join("ANN"), T0), 2)[0]["code"] == "nick_taken"
+    assert sent_to(room.claimed(1, "Ann", True, T0), 1) == [{"type": "you", "nick": "Ann"}]
+    assert room.disconnect(1, T0) == [Release(1, ("f:ann", "c:Ann"))]
