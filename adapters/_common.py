@@ -20,6 +20,7 @@ from wsproto_core import (
     TextFragment,
 )
 
+from ._forwarded import Network, trusted_networks
 from ._stats import ServerStats
 from .errors import InvalidURI
 
@@ -74,6 +75,9 @@ class ServerOptions(CommonOptions, total=False):
     http_handler: HttpHandler | None
     reuse_port: bool  # SO_REUSEPORT: several processes share the port
     stats: ServerStats | None  # counts the handshakes it refuses, by status
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is
+    # believed for max_connections_per_ip (see `adapters._forwarded`).
+    trusted_proxies: Sequence[str]
 
 
 class ClientOptions(CommonOptions, total=False):
@@ -107,6 +111,7 @@ class Settings:
     http_handler: HttpHandler | None = None
     reuse_port: bool = False
     stats: ServerStats | None = None
+    trusted_proxies: tuple[Network, ...] = ()
     origin: str | None = None
     extra_headers: tuple[tuple[str, str], ...] = ()
     local_address: tuple[str, int] | None = None
@@ -116,6 +121,9 @@ class Settings:
         if options.get("max_queue", 1) < 1 or options.get("write_limit", 1) < 1:
             raise ValueError("max_queue and write_limit must be at least 1")
         given: dict[str, object] = dict(options)
+        proxies = given.get("trusted_proxies")
+        if proxies is not None:  # (addresses and networks, each checked now)
+            given["trusted_proxies"] = trusted_networks(proxies)  # type: ignore[arg-type]
         for name in ("subprotocols", "origins", "extra_headers"):
             value = given.get(name)
             if value is not None and not callable(value):

@@ -74,6 +74,7 @@ from wsproto_core.frames import CloseCode
 
 from ._admission import Admission
 from ._common import Fragment, HttpResponse, Message, Settings
+from ._forwarded import client_address
 from .errors import ConcurrencyError, ConnectionClosed, HandshakeError, closed_error
 
 logger = logging.getLogger("adapters")
@@ -628,6 +629,7 @@ def answer_handshake(
     if not allowed:
         _refuse(driver, 403, b"origin not allowed\n")
         return None
+    ip = client_address(ip, request.headers.get_all("X-Forwarded-For"), settings.trusted_proxies)
     crowded = admission.admit(ip)
     if crowded is not None:
         _refuse(driver, 503, crowded.encode() + b"\n", [("Retry-After", "5")])

@@ -35,13 +35,14 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
 from wsproto_core import HandshakeRequest, PreparedMessage
 
 from .. import ConnectionClosed
+from .._forwarded import client_address, trusted_networks
 from .counters import ChatCounters, utf8_size
 from .log import LogThrottle, logger
 from .monitor import Monitor
@@ -214,6 +215,7 @@ class ChatProcess(Generic[PeerT, LinkT]):
         self.holder = f"{settings.worker}:{secrets.token_hex(8)}"
         self._refreshed_in: int | None = None  # the Redis session nicks were refreshed in
         self.monitor = monitor
+        self._trusted = trusted_networks(settings.trusted_proxies)
         self.counters = ChatCounters() if monitor is None else monitor.counters
         if monitor is not None:
             monitor.attach(self)
@@ -235,14 +237,17 @@ class ChatProcess(Generic[PeerT, LinkT]):
             self.room.seed_history(history)
             self._seeded_from = session
 
-    def arrive(self, peer: PeerT, history: list[str] | None) -> int:
+    def arrive(
+        self, peer: PeerT, history: list[str] | None, forwarded_for: Sequence[str] = ()
+    ) -> int:
         """A client connected: its id. If taking it in fails, it is already
-        dropped (1011), and `receive` says False."""
+        dropped (1011), and `receive` says False. `forwarded_for` is its
+        request's X-Forwarded-For, believed from `--trusted-proxies` only."""
         client = next(self.ids)
         self.clients[client] = peer
 
         def connect(now: float) -> list[Action]:
-            address = host_of(peer.remote_address)
+            address = client_address(host_of(peer.remote_address), forwarded_for, self._trusted)
             return self.room.connect(client, now, history, address=address)
 
         self._step(client, connect)
@@ -489,7 +494,7 @@ class AsyncChatProcess(ChatProcess[AsyncPeerT, AsyncLinkT]):
         link, session = self.link, self.history_due()
         if link is not None and session is not None:
             self.seed_history(session, await link.history())
-        client = self.arrive(ws, None)
+        client = self.arrive(ws, None, ws.request.headers.get_all("X-Forwarded-For"))
         try:
             async for message in ws:
                 if not self.receive(client, message):

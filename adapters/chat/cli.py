@@ -19,6 +19,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
+from .._forwarded import trusted_networks
 from .._running import BACKENDS, Drain, serve_until_signal
 from .log import logger
 from .monitor import MULTIPROCESS_DIR, Monitor
@@ -75,6 +76,14 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         help="after SIGTERM, serve on this long with /healthz answering 503, so that a load "
         "balancer sends new people elsewhere first (default: 0; a second signal cuts it short)",
     )
+    parser.add_argument(
+        "--trusted-proxies",
+        nargs="+",
+        default=[],
+        metavar="ADDRESS",
+        help="reverse proxies (addresses or networks, such as 127.0.0.1 or 10.0.0.0/8) whose "
+        "X-Forwarded-For names the client for the per-address limits",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -89,6 +98,10 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         parser.error("--history must be 0 or more, --rate positive, --burst at least 1")
     if not 0 <= args.drain <= 3600:
         parser.error("--drain must be between 0 and 3600 seconds")
+    try:
+        trusted_networks(args.trusted_proxies)
+    except ValueError as error:
+        parser.error(f"--trusted-proxies: {error}")
     if args.redis is not None:
         from .resp import parse_redis_url
 
@@ -111,6 +124,7 @@ def parse_args(argv: Sequence[str] | None) -> ChatSettings:
         max_message_size=args.max_message_size,
         max_connections_per_ip=args.max_connections_per_ip,
         drain=args.drain,
+        trusted_proxies=tuple(args.trusted_proxies),
     )
 
 

@@ -200,7 +200,7 @@ class BlockingChat(ChatProcess[ws_blocking.WebSocket, RedisLink]):
             with self.lock:
                 self.seed_history(session, history)
         with self.lock:
-            client = self.arrive(ws, None)
+            client = self.arrive(ws, None, ws.request.headers.get_all("X-Forwarded-For"))
         try:
             for message in ws:
                 with self.lock:

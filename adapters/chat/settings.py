@@ -47,6 +47,7 @@ class ChatSettings:
     client_buffer: int = 1 << 20  # bytes waiting for a client before it is dropped
     worker: str = "w0"
     drain: float = 0.0  # seconds of serving on, with /healthz at 503, after SIGTERM
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For names the client
 
 
 def server_options(settings: ChatSettings) -> ServerOptions:
@@ -59,4 +60,5 @@ def server_options(settings: ChatSettings) -> ServerOptions:
         "http_handler": page,
         "compression": COMPRESSION,
         "reuse_port": settings.workers > 1,
+        "trusted_proxies": settings.trusted_proxies,
     }

@@ -223,6 +223,29 @@ def test_limits_follow_the_address_not_the_connection() -> None:
     assert again.events[-1]["code"] == "rate_limited"
 
 
+def test_behind_a_trusted_proxy_the_limits_follow_the_forwarded_address() -> None:
+    room = chat(rate=1.0, burst=2, trusted_proxies=("10.0.0.0/8",))
+    proxy = ("10.1.2.3", 1000)
+    ann = FakePeer(proxy)
+    client = room.arrive(ann, None, ["198.51.100.1"])
+    room.receive(client, join("ann"))
+    room.receive(client, say("one"))
+    bob = FakePeer(proxy)  # another person through the same proxy: limits of their own
+    client = room.arrive(bob, None, ["203.0.113.9, 10.9.9.9"])  # (and a second proxy)
+    room.receive(client, join("bob"))
+    room.receive(client, say("hi"))
+    assert "error" not in bob.kinds()
+    mallory = FakePeer(("192.0.2.66", 1000))  # not a proxy: its header is not believed
+    client = room.arrive(mallory, None, ["198.51.100.1"])
+    room.receive(client, join("mallory"))
+    room.receive(client, say("one"))
+    assert "error" not in mallory.kinds()
+    carol = FakePeer(proxy)  # ann's address, through the proxy: ann's spent burst
+    client = room.arrive(carol, None, ["198.51.100.1"])
+    room.receive(client, join("carol"))
+    assert carol.events[-1]["code"] == "rate_limited"
+
+
 @pytest.mark.parametrize(
     ("address", "host"),
     [
