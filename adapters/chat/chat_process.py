@@ -74,13 +74,19 @@ WRONG_PATH = (1008, f"the chat is at {WS_PATH}")
 # holders. Each holder's keys are (re)set to it with the ttl unless one of
 # them holds another's value; returns the (1-based) holders refused. So a
 # claim is all or nothing, and a refresh extends what is still ours and
-# takes again what expired (an outage longer than the ttl).
+# takes again what expired (an outage longer than the ttl). A key that is
+# not a string (anyone with access to Redis can make one) counts as held
+# by another: a GET on it would abort the script, and with it the refresh
+# of every holder after it in the batch.
 TAKE = b"""local ttl, per, lost = ARGV[1], tonumber(ARGV[2]), {}
 for h = 0, #KEYS / per - 1 do
   local holder, free = ARGV[h + 3], true
   for k = 1, per do
-    local v = redis.call('GET', KEYS[h * per + k])
-    if v and v ~= holder then free = false end
+    local key = KEYS[h * per + k]
+    local kind = redis.call('TYPE', key).ok
+    if kind ~= 'none' and (kind ~= 'string' or redis.call('GET', key) ~= holder) then
+      free = false
+    end
   end
   if free then
     for k = 1, per do redis.call('SET', KEYS[h * per + k], holder, 'PX', ttl) end
@@ -89,9 +95,12 @@ for h = 0, #KEYS / per - 1 do
   end
 end
 return lost"""
-# KEYS: keys; ARGV: the holder. Deletes those of the keys it holds.
+# KEYS: keys; ARGV: the holder. Deletes those of the keys it holds (and
+# only strings: see TAKE).
 GIVE_UP = b"""for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+  if redis.call('TYPE', key).ok == 'string' and redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+  end
 end
 return 0"""
 REFRESH_BATCH = 256  # holders per refresh command (a bounded size each)

@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import socket
 import sys
@@ -223,6 +224,9 @@ def _shared_metrics_dir() -> Iterator[None]:
             del os.environ[MULTIPROCESS_DIR]
 
 
+READY_POLL = 0.5  # seconds between looks at the workers while they start
+
+
 def _run_workers(settings: ChatSettings) -> int:
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
@@ -233,17 +237,39 @@ def _run_workers(settings: ChatSettings) -> int:
     for process in workers:
         process.start()
 
-    def stop_workers(signum: int, frame: FrameType | None) -> None:
+    requested = False  # a signal asked us to stop
+
+    def stop_workers() -> None:
         for process in workers:
             if process.is_alive() and process.pid is not None:
                 process.terminate()
 
-    signal.signal(signal.SIGINT, stop_workers)
-    signal.signal(signal.SIGTERM, stop_workers)
-    port = ready.get()
-    for _ in workers[1:]:
-        ready.get()
-    print(f"{describe(settings, port)} ({settings.workers} workers)", flush=True)
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal requested
+        requested = True
+        stop_workers()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    ports: list[int] = []
+    while len(ports) < len(workers):
+        try:
+            ports.append(ready.get(timeout=READY_POLL))
+        except queue.Empty:
+            # A worker that ended before serving (the port taken, a bad
+            # metrics directory...) will never report: stop the others and
+            # say so, rather than wait for ever.
+            ended = next((process for process in workers if process.exitcode is not None), None)
+            if ended is None:
+                continue
+            if not requested:
+                logger.error("worker %s ended (%s) before serving", ended.pid, ended.exitcode)
+            stop_workers()
+            for process in workers:
+                process.join()
+                _forget_worker(process.pid)
+            return 0 if requested else 1
+    print(f"{describe(settings, ports[0])} ({settings.workers} workers)", flush=True)
     running = {process.sentinel: process for process in workers}
     while running:
         for sentinel in multiprocessing.connection.wait(list(running)):

@@ -27,17 +27,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from wsproto_core import HttpRequest
 
 from .. import HttpResponse, ServerStats
 from .counters import ChatCounters
-from .log import logger
+from .log import LogThrottle, logger
 from .page import page
-
-if TYPE_CHECKING:
-    import prometheus_client
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the library's own variable
 METRICS_MAX_AGE = 1.0  # seconds a rendered /metrics page is served again
@@ -95,13 +92,15 @@ class Monitor:
         self._rendered: tuple[float, str, bytes] | None = None
         self._chat: ChatView | None = None
         self._exporter: _Exporter | None = None
+        self._off = ""  # why /metrics is off, if it is
         try:
             self._exporter = _Exporter(backend, redis)
         except ImportError:
-            logger.warning(
-                "/metrics is off: prometheus_client is not installed "
-                "(pip install 'wsproto-core[chat]')"
-            )
+            self._off = "prometheus_client is not installed: pip install 'wsproto-core[chat]'"
+        except OSError as error:  # (the shared directory of --workers)
+            self._off = f"{MULTIPROCESS_DIR}={_shared_dir()}: {error}"
+        if self._off:
+            logger.warning("/metrics is off: %s", self._off)
 
     def attach(self, chat: ChatView) -> None:
         """The chat process whose clients and Redis link are reported."""
@@ -110,7 +109,7 @@ class Monitor:
     def begin_drain(self) -> None:
         """Shutting down: /healthz says 503 from now on."""
         self.draining = True
-        logger.info("draining: /healthz answers 503 until the server closes")
+        logger.info("shutting down: /healthz answers 503 from now on")
 
     def sync(self) -> None:
         """Bring the metrics up to date (the chat's ticker calls this every
@@ -150,7 +149,7 @@ class Monitor:
     def _metrics(self) -> HttpResponse:
         exporter = self._exporter
         if exporter is None:
-            body = b"prometheus_client is not installed: pip install 'wsproto-core[chat]'\n"
+            body = f"/metrics is off: {self._off}\n".encode()
             return HttpResponse(status=501, headers=_TEXT, body=body)
         now = time.monotonic()
         cached = self._rendered
@@ -171,7 +170,8 @@ class _Exporter:
 
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self._client = prometheus_client
-        self._shared_dir = os.environ.get(MULTIPROCESS_DIR)
+        self._shared_dir = _shared_dir()
+        self._broken_dir = LogThrottle(60.0)
         self._lock = threading.Lock()  # a scrape (any thread) and the ticker both sync
         self._seen: dict[object, int] = {}
         self.registry = CollectorRegistry()
@@ -239,16 +239,32 @@ class _Exporter:
             self._seen[key] = value
 
     def render(self) -> tuple[str, bytes]:
+        """The page: every worker's sum (several workers), or this one's.
+        If the shared directory is unusable (removed by a cleaner, say),
+        this worker's own numbers, and a warning now and then."""
         client = self._client
-        registry: prometheus_client.CollectorRegistry = self.registry
         if self._shared_dir is not None:
             from prometheus_client import CollectorRegistry, multiprocess
 
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
-        return client.CONTENT_TYPE_LATEST, client.generate_latest(registry)
+            try:
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+                return client.CONTENT_TYPE_LATEST, client.generate_latest(registry)
+            except (OSError, ValueError) as error:
+                self._broken_dir.warning(
+                    time.monotonic(),
+                    "/metrics reports this worker alone: %s=%s: %s",
+                    MULTIPROCESS_DIR,
+                    self._shared_dir,
+                    error,
+                )
+        return client.CONTENT_TYPE_LATEST, client.generate_latest(self.registry)
 
 
 def _int(value: object) -> int:
     assert isinstance(value, int)
     return value
+
+
+def _shared_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIR) or None
