@@ -69,6 +69,7 @@ from wsproto_core import (
     TextFragment,
     TextMessage,
 )
+from wsproto_core.connection import OPEN_TIMED_OUT
 from wsproto_core.events import Event
 from wsproto_core.frames import CloseCode
 
@@ -292,8 +293,11 @@ class Driver:
                     self.outcome = HandshakeError(status, reason)
                     wake |= Wake.OPENED
                     stats = self.settings.stats
-                    if stats is not None and self._on_request is not None:
-                        stats.refused(status)  # (a server's: malformed, or never finished)
+                    if stats is not None and self._on_request is not None:  # (a server's)
+                        if status is not None:
+                            stats.refused(status)  # a malformed request, answered
+                        elif reason == OPEN_TIMED_OUT:
+                            stats.refused(stats.TIMED_OUT)  # (not a peer that just left)
                 case Ping():
                     pass  # the core answers it
                 case TextMessage() | BytesMessage():  # pragma: no cover - streaming core

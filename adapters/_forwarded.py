@@ -24,6 +24,8 @@ MAX_HOPS = 32  # entries looked at, from the right: a header of thousands costs 
 def trusted_networks(proxies: Iterable[str]) -> tuple[Network, ...]:
     """`proxies` as networks: "10.0.0.1", "10.0.0.0/8", "::1", "fd00::/8".
     Raises ValueError for anything else, naming it."""
+    if isinstance(proxies, str):
+        raise ValueError(f"a list of addresses or networks, not one string: {proxies!r}")
     networks = []
     for proxy in proxies:
         try:
@@ -39,7 +41,7 @@ def client_address(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Ne
     module's docstring says; `peer` itself when it is not trusted."""
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    hops = [hop for value in forwarded_for for hop in value.split(",")]
+    hops = [hop for value in forwarded_for for hop in value.rsplit(",", MAX_HOPS)]
     current = peer
     for hop in reversed(hops[-MAX_HOPS:]):
         address = _address(hop)
@@ -70,6 +72,9 @@ def _address(hop: str) -> str | None:
     elif hop.count(":") == 1:
         hop = hop.partition(":")[0]
     try:
-        return str(ipaddress.ip_address(hop))
+        ip = ipaddress.ip_address(hop)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # (the same client as its IPv4 form)
+    return str(ip)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
@@ -40,6 +41,36 @@ if TYPE_CHECKING:
 
 BACKENDS = ("blocking", "asyncio", "trio")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+SIGNAL_ECHO = 1.0  # seconds in which more signals are the first one's echo
+
+
+class _StopRequests:
+    """Signals in: the first stops; one at least `SIGNAL_ECHO` seconds
+    later ends the drain. Closer ones are the same request arriving twice:
+    a worker of `wschat --workers` gets Ctrl-C from the terminal (or
+    SIGTERM from systemd, which signals the whole group) and then its
+    parent's SIGTERM."""
+
+    __slots__ = ("_clock", "_first", "_hurry", "_stop")
+
+    def __init__(
+        self,
+        stop: Callable[[], object],
+        hurry: Callable[[], object],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stop, self._hurry, self._clock = stop, hurry, clock
+        self._first: float | None = None
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+            self._stop()
+        elif now - self._first >= SIGNAL_ECHO:
+            self._hurry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +147,10 @@ def _serve_blocking(
     from . import blocking as ws_blocking
 
     stop, hurry = threading.Event(), threading.Event()
+    requests = _StopRequests(stop.set, hurry.set)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        (hurry if stop.is_set() else stop).set()
+        requests()
 
     for signum in SIGNALS:
         signal.signal(signum, on_signal)
@@ -152,11 +184,9 @@ async def _serve_asyncio(
     stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_signal() -> None:
-        (hurry if stop.is_set() else stop).set()
-
+    requests = _StopRequests(stop.set, hurry.set)
     for signum in SIGNALS:
-        loop.add_signal_handler(signum, on_signal)
+        loop.add_signal_handler(signum, requests)
     async with app.on_asyncio() as handler:
         server = await ws_asyncio.serve(handler, host, port, **options)
         try:
@@ -191,8 +221,9 @@ async def _serve_trio(
     async def on_signals(signals: AsyncIterator[int]) -> None:
         # Keep receiving: a second Ctrl-C during the graceful shutdown
         # must not turn into a KeyboardInterrupt.
+        requests = _StopRequests(stop.set, hurry.set)
         async for _ in signals:
-            (hurry if stop.is_set() else stop).set()
+            requests()
 
     with trio.open_signal_receiver(*SIGNALS) as signals:
         async with trio.open_nursery() as nursery:

@@ -24,9 +24,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 READY_TIMEOUT = 30.0
 
@@ -71,22 +72,33 @@ def chat_server(backend: str, redis_port: int | None, workers: int) -> Iterator[
     # The room's own limits stay as they are: the generator gives each
     # client its own address. The connection limit per address is per
     # worker, so it does not matter here either.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not re.search(r"http://", line):
-            raise SystemExit(f"wschat did not start: {line!r}")
-        if redis_port is not None:
-            time.sleep(1.5)  # (the workers subscribe: the first messages must cross)
-        yield port
-    finally:
-        process.send_signal(signal.SIGINT)
+    # Its log goes to a file: a pipe nobody reads would stall it once full.
+    with tempfile.TemporaryFile(mode="a+") as log:  # (O_APPEND: reading moves no write)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not re.search(r"http://", line):
+                raise SystemExit(f"wschat did not start: {line!r}")
+            if redis_port is not None:  # the first messages must cross: every worker subscribed
+                deadline = time.monotonic() + READY_TIMEOUT
+                while _logged(log).count("redis connected") < workers:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"the workers did not reach Redis: {_logged(log)}")
+                    time.sleep(0.05)
+            yield port
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _logged(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
 
 
 def load(port: int, clients: int, rate: float, duration: float) -> dict[str, Any]:

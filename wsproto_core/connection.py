@@ -72,6 +72,9 @@ DEFAULT_MAX_HANDSHAKE_SIZE = 16 * 1024
 DEFAULT_MAX_HEADER_COUNT = 100
 
 
+# The reason of the HandshakeFailed that `open_timeout` ends a handshake with.
+OPEN_TIMED_OUT = "opening handshake timed out"
+
 class ConnectionOptions(TypedDict, total=False):
     """The keyword options every connection takes, for both roles and all adapters."""
 
@@ -569,7 +572,7 @@ class Connection:
         events: list[Event] = []
         while (timer := self._timers.pop_due(now)) is not None:
             if timer is Timer.OPEN:
-                self._fail_handshake(None, "opening handshake timed out", events)
+                self._fail_handshake(None, OPEN_TIMED_OUT, events)
             elif timer is Timer.PING:
                 self._send_keepalive(now)
             elif timer is Timer.PONG:

@@ -289,7 +289,10 @@ class ChatProcess(Generic[PeerT, LinkT]):
         self._step(None, self.room.tick)
         self._report_rejections()
         if self.monitor is not None:
-            self.monitor.sync()  # (with several workers, the others' scrapes read it)
+            try:
+                self.monitor.sync()  # (with several workers, the others' scrapes read it)
+            except Exception:  # (a full disk, say): the ticks must go on
+                self._log_failure(None)
 
     def update_counters(self) -> None:
         """Copy into `counters` what the room counts itself."""

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -212,8 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 @contextmanager
 def _shared_metrics_dir() -> Iterator[None]:
     """A directory for the workers' metrics (see `monitor`), made here and
-    removed at the end, unless the operator named one."""
-    if os.environ.get(MULTIPROCESS_DIR):
+    removed at the end, unless the operator named one: then what an earlier
+    run left in it is removed first, or it would be added to this run's."""
+    named = os.environ.get(MULTIPROCESS_DIR)
+    if named:
+        for left in Path(named).glob("*.db"):
+            left.unlink(missing_ok=True)
         yield
         return
     with tempfile.TemporaryDirectory(prefix="wschat-metrics-") as shared:
@@ -271,15 +276,17 @@ def _run_workers(settings: ChatSettings) -> int:
             return 0 if requested else 1
     print(f"{describe(settings, ports[0])} ({settings.workers} workers)", flush=True)
     running = {process.sentinel: process for process in workers}
+    crashed = False  # a worker ended on its own: the service ran short (exit 1)
     while running:
         for sentinel in multiprocessing.connection.wait(list(running)):
             process = running.pop(cast(int, sentinel))
             process.join()
-            if process.exitcode != 0:
+            if process.exitcode != 0 or not requested:
+                crashed = crashed or not requested
                 logger.warning("worker %s ended with %s", process.pid, process.exitcode)
             _forget_worker(process.pid)
     logger.info("all workers stopped")
-    return 0
+    return 1 if crashed else 0
 
 
 def _forget_worker(pid: int | None) -> None:

@@ -58,11 +58,14 @@ from .load_run import (
     fatal_message,
 )
 from .load_stats import Sources, auto_sources, parse_sources
+from .settings import ChatSettings
+
+MAX_DELIVERIES = 200_000_000  # a run's bookkeeping stays within some 200 MB
 
 # What wschat allows by default (cli.py, room.py): said in the warnings
 # when a run would run into them.
-CHAT_CONNECTIONS_PER_IP = 20
-CHAT_RATE_PER_IP = 2.0
+CHAT_CONNECTIONS_PER_IP = ChatSettings().max_connections_per_ip
+CHAT_RATE_PER_IP = ChatSettings().rate
 
 
 # -- the command line ------------------------------------------------------------------
@@ -118,8 +121,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[LoadConfig, argparse.Namespa
         )
     if args.size < 0 or args.size > 100_000 or args.drain < 0:
         parser.error("--size must be from 0 to 100000, --drain 0 or more")
-    if args.rate * args.duration > 10_000_000:
-        parser.error("at most ten million messages a run")
+    if args.rate * args.duration * args.clients > MAX_DELIVERIES:
+        # (each message keeps a byte per client until everyone has it)
+        parser.error(f"at most {MAX_DELIVERIES:,} deliveries (messages x clients) a run")
     try:
         uri = parse_uri(args.url)
     except InvalidURI as error:

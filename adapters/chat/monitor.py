@@ -186,7 +186,8 @@ class _Exporter:
         }
         self._refused = Counter(
             "wschat_handshake_failures",
-            "WebSocket handshakes refused, by the HTTP status sent (none: no answer).",
+            "Connections and upgrade requests refused, by the HTTP status sent "
+            "(timeout: not whole within the open timeout).",
             ["status"],
             registry=registry,
         )
@@ -221,7 +222,7 @@ class _Exporter:
             for field, value in monitor.counters.snapshot().items():
                 self._add(field, value, self._counters[field].inc)
             for status, count in monitor.stats.handshake_failures().items():
-                label = str(status) if status else "none"
+                label = str(status) if status != ServerStats.TIMED_OUT else "timeout"
                 self._add(("refused", status), count, self._refused.labels(label).inc)
             health = monitor.health()
             self._connections.set(_int(health["connections"]))

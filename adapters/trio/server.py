@@ -81,8 +81,11 @@ class Server:
             ws.remote_address = address
             self.connections.add(ws)
             opened = False
-            with trio.move_on_after(self.settings.open_timeout or math.inf):
+            with trio.move_on_after(self.settings.open_timeout or math.inf) as opening:
                 opened = await ws._handshake()
+            stats = self.settings.stats
+            if opening.cancelled_caught and stats is not None:
+                stats.refused(stats.TIMED_OUT)  # (the core's own timer counts when it is first)
             if opened:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(ws._run_writer)

@@ -30,10 +30,16 @@ TRUSTED = trusted_networks(["10.0.0.0/8", "127.0.0.1", "fd00::/8"])
         ("fd00::1", ["2001:db8::5"], "2001:db8::5"),
         ("::ffff:10.0.0.1", ["198.51.100.7"], "198.51.100.7"),  # a dual-stack listener's view
         ("unknown", ["198.51.100.7"], "unknown"),
+        ("10.0.0.1", ["::ffff:198.51.100.7"], "198.51.100.7"),  # one client, one key
     ],
 )
 def test_client_address(peer: str, forwarded_for: list[str], client: str) -> None:
     assert client_address(peer, forwarded_for, TRUSTED) == client
+
+
+def test_one_string_is_not_a_list_of_proxies() -> None:
+    with pytest.raises(ValueError, match="not one string"):
+        trusted_networks("10.0.0.1")
 
 
 def test_nothing_is_believed_without_trusted_proxies() -> None:

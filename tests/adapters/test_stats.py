@@ -11,7 +11,6 @@ import time
 import pytest
 
 from adapters import HandshakeError, ServerStats
-from adapters._stats import NO_RESPONSE
 
 from .harness import BACKENDS, client, running_server
 from .test_features import KEY, read_until_eof
@@ -71,15 +70,29 @@ def test_refusals_are_counted_by_the_status_sent(backend: str) -> None:
 
 
 @backends
-def test_an_upgrade_that_never_finishes_counts_as_no_response(backend: str) -> None:
+def test_a_request_not_whole_in_time_counts_as_timed_out(backend: str) -> None:
     stats = ServerStats()
-    with running_server(backend, stats=stats, open_timeout=0.2) as server:
+    with running_server(backend, stats=stats, open_timeout=0.3) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /echo HTTP/1.1\r\n")  # and nothing more
             assert read_until_eof(sock)[0] == b""
+        assert wait_for(stats, {ServerStats.TIMED_OUT: 1}) == {ServerStats.TIMED_OUT: 1}
+
+
+@backends
+def test_a_peer_that_leaves_before_its_request_is_whole_is_no_refusal(backend: str) -> None:
+    """A load balancer's TCP check, a port scan, a client that gave up:
+    nothing was refused. (Counted, they would drown the real refusals.)"""
+    stats = ServerStats()
+    with running_server(backend, stats=stats) as server:
+        socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /echo HTTP/1.1\r\n")
-        assert wait_for(stats, {NO_RESPONSE: 2}) == {NO_RESPONSE: 2}
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost\r\n\r\n")
+            assert read_until_eof(sock)[0].startswith(b"HTTP/1.1 400 ")
+        assert wait_for(stats, {400: 1}) == {400: 1}
+    assert stats.handshake_failures() == {400: 1}  # (closed: every connection has ended)
 
 
 @backends
