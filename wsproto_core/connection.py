@@ -75,6 +75,7 @@ DEFAULT_MAX_HEADER_COUNT = 100
 # The reason of the HandshakeFailed that `open_timeout` ends a handshake with.
 OPEN_TIMED_OUT = "opening handshake timed out"
 
+
 class ConnectionOptions(TypedDict, total=False):
     """The keyword options every connection takes, for both roles and all adapters."""
 
