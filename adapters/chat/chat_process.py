@@ -13,10 +13,9 @@ flood the log. Invalid events from Redis are dropped by the room, and
 logged here on the same terms.
 
 Nicknames across workers (with Redis): the room's `Claim`, `Release` and
-`Refresh` become Lua scripts run by EVAL (`TAKE`, `GIVE_UP`), on keys
-`NICK_KEY` + the room's key, whose value names the holder: this worker,
-a token drawn once per process run (a restarted worker with the same
-name and client numbers is someone else), and the client. A claim goes
+`Refresh` become Redis commands (`nick_hub`), whose holder is this
+worker, a token drawn once per process run (a restarted worker with the
+same name and client numbers is someone else), and the client. A claim goes
 through `Link.request` and its reply comes back as `Room.claimed`; a
 refresh's reply lists the nicks held by someone else, each a `Room.lost`.
 While Redis is away (the request refused, or its reply lost with the
@@ -46,6 +45,7 @@ from .._forwarded import client_address, trusted_networks
 from .counters import ChatCounters, utf8_size
 from .log import LogThrottle, logger
 from .monitor import Monitor
+from .nick_hub import REFRESH_BATCH, NickCommands
 from .ratelimit import UNKNOWN
 from .redis_session import LOST
 from .resp import RedisError, Reply, command
@@ -62,48 +62,13 @@ from .room import (
     Send,
     Store,
 )
-from .settings import CHANNEL, HISTORY_KEY, NICK_KEY, NICK_TTL, TICK, WS_PATH, ChatSettings
+from .settings import CHANNEL, HISTORY_KEY, TICK, WS_PATH, ChatSettings
 
 LOG_INTERVAL = 60.0  # seconds between two log lines about the same kind of trouble
 
 SLOW = (1013, "too slow: messages piled up")
 BROKEN = (1011, "internal error")
 WRONG_PATH = (1008, f"the chat is at {WS_PATH}")
-
-# KEYS: `per` keys for each holder in turn; ARGV: ttl (ms), per, the
-# holders. Each holder's keys are (re)set to it with the ttl unless one of
-# them holds another's value; returns the (1-based) holders refused. So a
-# claim is all or nothing, and a refresh extends what is still ours and
-# takes again what expired (an outage longer than the ttl). A key that is
-# not a string (anyone with access to Redis can make one) counts as held
-# by another: a GET on it would abort the script, and with it the refresh
-# of every holder after it in the batch.
-TAKE = b"""local ttl, per, lost = ARGV[1], tonumber(ARGV[2]), {}
-for h = 0, #KEYS / per - 1 do
-  local holder, free = ARGV[h + 3], true
-  for k = 1, per do
-    local key = KEYS[h * per + k]
-    local kind = redis.call('TYPE', key).ok
-    if kind ~= 'none' and (kind ~= 'string' or redis.call('GET', key) ~= holder) then
-      free = false
-    end
-  end
-  if free then
-    for k = 1, per do redis.call('SET', KEYS[h * per + k], holder, 'PX', ttl) end
-  else
-    lost[#lost + 1] = h + 1
-  end
-end
-return lost"""
-# KEYS: keys; ARGV: the holder. Deletes those of the keys it holds (and
-# only strings: see TAKE).
-GIVE_UP = b"""for _, key in ipairs(KEYS) do
-  if redis.call('TYPE', key).ok == 'string' and redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
-  end
-end
-return 0"""
-REFRESH_BATCH = 256  # holders per refresh command (a bounded size each)
 
 
 class Peer(Protocol):
@@ -221,7 +186,7 @@ class ChatProcess(Generic[PeerT, LinkT]):
         self._rejected_logged = 0
         self._queue: deque[Action] | None = None  # actions being carried out
         # Who holds a nickname in Redis: this process run, then the client.
-        self.holder = f"{settings.worker}:{secrets.token_hex(8)}"
+        self.nicks = NickCommands(f"{settings.worker}:{secrets.token_hex(8)}")
         self._refreshed_in: int | None = None  # the Redis session nicks were refreshed in
         self.monitor = monitor
         self._trusted = trusted_networks(settings.trusted_proxies)
@@ -402,10 +367,7 @@ class ChatProcess(Generic[PeerT, LinkT]):
             self._claim(action)
         elif type(action) is Release:
             if self.link is not None:
-                keys = [NICK_KEY + key for key in action.keys]
-                self.link.send(
-                    command("EVAL", GIVE_UP, len(keys), *keys, self._holder(action.client))
-                )
+                self.link.send(self.nicks.give_up(action.client, action.keys))
         elif type(action) is Refresh:
             for start in range(0, len(action.held), REFRESH_BATCH):
                 self._refresh(action.held[start : start + REFRESH_BATCH])
@@ -418,23 +380,9 @@ class ChatProcess(Generic[PeerT, LinkT]):
         for client, why in drop:
             self.drop(client, *why)
 
-    def _holder(self, client: int) -> str:
-        return f"{self.holder}:{client}"
-
-    def _take(self, held: Iterable[tuple[int, str, tuple[str, ...]]]) -> bytes:
-        """TAKE for these (client, nick, keys), two keys each."""
-        keys: list[str] = []
-        holders: list[str] = []
-        for client, _, own in held:
-            assert len(own) == 2
-            keys += (NICK_KEY + key for key in own)
-            holders.append(self._holder(client))
-        ttl = round(NICK_TTL * 1000)
-        return command("EVAL", TAKE, len(keys), *keys, ttl, 2, *holders)
-
     def _claim(self, claim: Claim) -> None:
         client, nick = claim.client, claim.nick
-        data = self._take([(client, nick, claim.keys)])
+        data = self.nicks.take([(client, claim.keys)])
 
         def answered(reply: Reply) -> None:
             self.claim_answered(client, nick, reply)
@@ -446,7 +394,8 @@ class ChatProcess(Generic[PeerT, LinkT]):
     def _refresh(self, held: tuple[tuple[int, str, tuple[str, ...]], ...]) -> None:
         if self.link is not None:
             names = [(client, nick) for client, nick, _ in held]
-            self.link.request(self._take(held), lambda reply: self.refresh_answered(names, reply))
+            data = self.nicks.take((client, keys) for client, _, keys in held)
+            self.link.request(data, lambda reply: self.refresh_answered(names, reply))
 
     def drop(self, client: int, code: int, reason: str) -> None:
         """Take `client` out of the room and start closing it. The room

@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from adapters.chat.chat_process import (
-    GIVE_UP,
-    TAKE,
     WRONG_PATH,
     ChatProcess,
     Link,
     host_of,
     refusal,
 )
+from adapters.chat.nick_hub import GIVE_UP, TAKE
 from adapters.chat.redis_session import LOST
 from adapters.chat.resp import RedisError, Reply, ReplyParser
 from adapters.chat.room import Room
@@ -340,7 +339,7 @@ def test_a_join_is_claimed_in_redis_and_answered_from_its_reply() -> None:
         room.receive(client, join(nick))
     assert [peer.kinds() for peer in (ann, bob, cyd)] == [["welcome"]] * 3  # waiting
     claims = [words(data) for data, _ in link.requests]
-    holder = f"{room.holder}:{ids[0]}".encode()
+    holder = f"{room.nicks.prefix}:{ids[0]}".encode()
     assert claims[0] == [
         b"EVAL",
         TAKE,
@@ -389,7 +388,7 @@ def test_while_redis_is_away_a_join_is_decided_here() -> None:
         b"wschat:nick:c:ann",
         b"8000",
         b"2",
-        f"{room.holder}:{client}".encode(),
+        f"{room.nicks.prefix}:{client}".encode(),
     ]
     answer([1])
     assert ann.events[-1]["code"] == "nick_lost"
