@@ -15,6 +15,22 @@ from .deflate import ZLIB_MIN_WINDOW_BITS
 from .errors import ProtocolViolation
 from .frames import CloseCode
 
+
+class InflatedTooBig(ProtocolViolation):
+    """1009: a message inflates past its budget. `within` is what it
+    inflated to up to the budget, in pieces (not joined: a bomb must not
+    cost the limit twice). A text message is checked as UTF-8 that
+    far first, so that the first fault in the message decides the close
+    code, however its frames were cut (the peer sees 1007 for bad text at
+    its start, not 1009 for a size it only reached later)."""
+
+    def __init__(self, within: list[bytes]) -> None:
+        super().__init__(
+            CloseCode.MESSAGE_TOO_BIG, "message exceeds the size limit once decompressed"
+        )
+        self.within = within
+
+
 # The end of a sync flush: section 7.2.1 strips it from every message we
 # send, section 7.2.2 puts it back on every message we receive.
 TAIL = b"\x00\x00\xff\xff"
@@ -109,9 +125,8 @@ class MessageDecompressor:
             piece = stream.decompress(data, cap)
             size += len(piece)
             if size > budget:
-                raise ProtocolViolation(
-                    CloseCode.MESSAGE_TOO_BIG, "message exceeds the size limit once decompressed"
-                )
+                pieces.append(piece[: len(piece) - (size - budget)])
+                raise InflatedTooBig(pieces)
             pieces.append(piece)
             if len(piece) < cap:  # zlib ran out of input, not of room
                 break

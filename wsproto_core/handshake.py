@@ -88,6 +88,11 @@ def check_upgrade_request(head: RequestHead) -> HandshakeRequest:
         raise HandshakeViolation(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     if headers.count("Origin") > 1:
         raise HandshakeViolation(400, "Origin header is repeated")
+    subprotocols = tuple(value_list(headers, "Sec-WebSocket-Protocol"))
+    if not all(_SUBPROTOCOL.fullmatch(name) for name in subprotocols):
+        # (1#token, section 4.1: a name that is not one could be chosen by
+        # the application, and then no client would take the answer)
+        raise HandshakeViolation(400, "Sec-WebSocket-Protocol is not a list of tokens")
     path, _, query = head.target.partition("?")
     return HandshakeRequest(
         target=head.target,
@@ -96,7 +101,7 @@ def check_upgrade_request(head: RequestHead) -> HandshakeRequest:
         headers=headers,
         host=host,
         origin=headers.get("Origin"),
-        subprotocols=tuple(value_list(headers, "Sec-WebSocket-Protocol")),
+        subprotocols=subprotocols,
         extensions=parse_extensions(headers.get_all("Sec-WebSocket-Extensions")),
     )
 

@@ -20,7 +20,8 @@ HeaderPairs = tuple[tuple[str, str], ...]
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+# A status is 100-599 (RFC 9110, section 15): 0 stands for "none" here.
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?")
 
 REASON_PHRASES = {
     101: "Switching Protocols",

@@ -22,10 +22,11 @@ about its size: one piece per call (small ones merged), not one per fragment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from . import masking
-from .compression import MessageDecompressor
+from .compression import InflatedTooBig, MessageDecompressor
 from .errors import ProtocolViolation
 from .events import (
     CloseReceived,
@@ -274,7 +275,12 @@ class FrameReader:
                 pos = stop
                 if rsv:
                     assert self._decompressor is not None  # RSV1 is only allowed with it
-                    payload = self._decompressor.decompress(payload, True, self._max_message)
+                    try:
+                        payload = self._decompressor.decompress(payload, True, self._max_message)
+                    except InflatedTooBig as too_big:
+                        if opcode == _TEXT:  # bad text before the limit is the first fault
+                            _check_text(Utf8Validator(), too_big.within)
+                        raise
                 if opcode == _TEXT:
                     try:
                         text = payload.decode("utf-8")
@@ -459,7 +465,12 @@ class FrameReader:
         assert decompressor is not None  # a message only inflates with it
         limit = self._max_message
         budget = None if limit is None else limit - self._message_size
-        chunk = decompressor.decompress(chunk, final, budget)
+        try:
+            chunk = decompressor.decompress(chunk, final, budget)
+        except InflatedTooBig as too_big:
+            if self._utf8 is not None:  # bad text before the limit is the first fault
+                _check_text(self._utf8, [self._run, *too_big.within])
+            raise
         self._message_size += len(chunk)
         return chunk
 
@@ -467,3 +478,9 @@ class FrameReader:
     def in_message(self) -> bool:
         """True while a fragmented or partially received message is open."""
         return bool(self._message_opcode)
+
+
+def _check_text(utf8: Utf8Validator, pieces: Sequence[bytes | bytearray]) -> None:
+    """Raise 1007 if `pieces`, in order, are not the start of valid UTF-8."""
+    for piece in pieces:
+        utf8.decode(piece, False)

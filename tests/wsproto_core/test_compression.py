@@ -245,6 +245,32 @@ def test_limit_spans_the_frames_of_a_compressed_message() -> None:
     assert failed.code == 1009
 
 
+def close_code_in_pieces(wire: bytes, cut: int, **options: object) -> int:
+    """The close code of a server given `wire` in two calls, cut at `cut`."""
+    server = compressed_server(**options)
+    events = server.receive_data(wire[:cut]) + server.receive_data(wire[cut:])
+    assert isinstance(events[-1], ConnectionFailed)
+    return events[-1].code
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_text_over_the_limit_is_1009_when_valid_and_1007_when_not_however_cut(
+    streaming: bool,
+) -> None:
+    """The first fault in the message decides: bad UTF-8 before the size
+    limit is 1007, even when the limit is passed in the same piece (found
+    by fuzz/server_deflate.py: the code once depended on the cuts)."""
+    for text, code in ((b"\xc3\xa9" * 200, 1009), (b"ok \xff" + b"a" * 400, 1007)):
+        wire = frame(0x1, deflate(text), rsv=0x40)
+        codes = {
+            close_code_in_pieces(wire, cut, max_message_size=64, streaming=streaming)
+            for cut in range(1, len(wire))
+        }
+        whole = compressed_server(max_message_size=64, streaming=streaming).receive_data(wire)
+        assert isinstance(whole[-1], ConnectionFailed)
+        assert codes == {whole[-1].code} == {code}
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_a_compression_bomb_fails_with_1009_within_the_limit(streaming: bool) -> None:
     """A 100 KiB frame that inflates to 100 MiB, against a 1 MiB limit."""

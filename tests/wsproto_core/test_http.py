@@ -122,3 +122,11 @@ def test_building_refuses_bad_status_and_request_line() -> None:
         build_request("GET", "/a b", [])
     with pytest.raises(ValueError, match="invalid request line"):
         build_request("G T", "/", [])
+
+
+@pytest.mark.parametrize("status", [b"000", b"066", b"600", b"999"])
+def test_a_status_outside_100_to_599_is_a_malformed_status_line(status: bytes) -> None:
+    """RFC 9110, section 15 (found by fuzz/handshake.py: 066 was a refusal,
+    and 000 collided with the client's "no status")."""
+    with pytest.raises(HandshakeViolation, match="malformed status line"):
+        parse_response_head(b"HTTP/1.1 " + status + b" Odd", max_header_count=10)

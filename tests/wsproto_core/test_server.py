@@ -94,6 +94,9 @@ BAD_REQUESTS = [
         "Sec-WebSocket-Key header is repeated",
     ),
     (upgrade_request(replace={"Sec-WebSocket-Key": "c2hvcnQ="}), 400, "not 16 bytes"),
+    # (found by fuzz/handshake.py: a name that is not a token could be chosen)
+    (upgrade_request(extra=(("Sec-WebSocket-Protocol", "(chat, v2"),)), 400, "list of tokens"),
+    (upgrade_request(extra=(("Sec-WebSocket-Protocol", "chat v2"),)), 400, "list of tokens"),
     (
         upgrade_request(replace={"Sec-WebSocket-Key": "not base64!!!!!!!!!!!!!=="}),
         400,
