@@ -110,6 +110,7 @@ BAD_RESPONSES = [
 @pytest.mark.parametrize(("change", "reason"), BAD_RESPONSES)
 def test_invalid_101_fails_the_connection(change: dict[str, object], reason: str) -> None:
     client, key = new_client(subprotocols=["a", "b"])
+    change = dict(change)  # (the parameter is shared: a second run must see it whole)
     drop = change.pop("drop", ())
     data = response(key, drop=drop, **change)  # type: ignore[arg-type]
     [event] = client.receive_data(data)
