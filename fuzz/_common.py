@@ -18,6 +18,7 @@ line) only exists between two calls.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
@@ -445,6 +446,18 @@ def check_frames(
     whole.finish()
     a, b = chunked.summary(), whole.summary()
     assert a == b, (a, b)
+
+
+def server_frames(data: bytes, *, streaming: bool) -> None:
+    """The input of `server_whole` and `server_streaming`: mode byte (bits
+    0-1 pick max_message_size from `MESSAGE_LIMITS`), chunking seed, then
+    what a client sends after its upgrade request, without compression."""
+    given = split_input(data)
+    limit = MESSAGE_LIMITS[given.mode & 3]
+    make = functools.partial(
+        opened_server, streaming=streaming, max_message_size=limit, deflate=None
+    )
+    check_frames(given.payload, given.chunk_seed, make, streaming=streaming, max_message_size=limit)
 
 
 def main(test_one_input: Any) -> None:

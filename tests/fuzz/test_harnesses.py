@@ -11,42 +11,21 @@ seconds, fails the suite. The budget is small (`BRIEF_RUNS`); long runs are
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import atheris  # noqa: F401 - the suite needs it (the test extra installs it)
 import pytest
 
-pytest.importorskip("atheris")
+from .loading import FUZZ, harness
 
-FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 CORPUS = FUZZ / "corpus"
-# The harnesses import their `_common` as a top-level module; at the end
-# of the path, so that no name in fuzz/ can shadow another module.
-sys.path.append(str(FUZZ))
 
 # Executions per harness in the subprocess, seeds included: about one to
 # three seconds each on one core, most of it Python's start and atheris
 # instrumenting the imports.
 BRIEF_RUNS = 1500
-
-
-def harness(name: str) -> ModuleType:
-    """A module of fuzz/ (a harness, run.py, make_corpus.py), imported
-    plainly (not instrumented: under pytest `_common` leaves the code under
-    test as coverage.py sees it), under a name of its own."""
-    qualified = f"fuzz_{name}"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, FUZZ / f"{name}.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
 
 
 _run = harness("run")
