@@ -82,13 +82,14 @@ class WebSocket(AsyncConnectionView):
         driver = self._driver
         if driver.has_output:
             self._flush()
-        if driver.is_over():
-            return False
         if not self._reading:
+            # Even when it is over: the close may have come with fragments
+            # that filled the queue, and the peer's TCP close is still to
+            # be read, or close() would wait out its timer.
             self._steer_reading()
-            if driver.fragments or driver.is_over():
+            if driver.fragments:
                 return False
-        return True
+        return not driver.is_over()
 
     def _steer_reading(self) -> None:
         driver = self._driver

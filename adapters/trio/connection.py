@@ -67,9 +67,11 @@ class WebSocket(AsyncConnectionView):
             # behind a peer that is itself waiting for us to read, or be
             # cancelled halfway through a frame.
             self._wake_writer.set()
+        # What was taken may have made room for the reader: let it read on,
+        # even when it is over (the peer's TCP close is still to be read).
+        self._room.set()
         if driver.is_over():
             raise driver.closed_error()
-        self._room.set()  # what was taken may have made room for the reader
         if self._arrived.is_set():
             self._arrived = trio.Event()
         await self._arrived.wait()

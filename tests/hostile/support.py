@@ -573,11 +573,11 @@ class Member:
                 return event
 
     def answer(self) -> dict[str, Any]:
-        """The next event that is not news of the room (joined, left,
-        renamed, presence, others' messages): the answer to what we sent."""
+        """The next event that is not news of the room (presence, others'
+        messages): the answer to what we sent."""
         while True:
             event = self.next()
-            if event["type"] not in ("joined", "left", "renamed", "presence", "message"):
+            if event["type"] not in ("presence", "message"):
                 return event
 
     def join(self, nick: str) -> dict[str, Any]:
