@@ -4,6 +4,7 @@
  * optional extension, so a machine without a compiler still installs. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -73,6 +74,102 @@ done:
     return result;
 }
 
+/* Constructor(cls, *fields): a callable that makes `cls(**dict(zip(fields, args)))`
+ * for a frozen, slotted event class, by allocating the object and storing each
+ * value through the field's own descriptor, as `descriptor.__set__` would.
+ * That skips the frozen dataclass's `__init__` (one `object.__setattr__` per
+ * field, or an interpreted call for a mypyc-compiled class), which cost more
+ * than parsing the frame the event reports. events.py has the same in Python. */
+#define MAX_FIELDS 2
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyTypeObject *cls;
+    Py_ssize_t count;
+    PyObject *descriptors[MAX_FIELDS];
+} Constructor;
+
+static PyObject *empty_tuple;
+
+static PyObject *
+constructor_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Constructor *self = (Constructor *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != self->count || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_Format(PyExc_TypeError, "%s constructor takes %zd positional arguments",
+                     self->cls->tp_name, self->count);
+        return NULL;
+    }
+    PyObject *event = self->cls->tp_new(self->cls, empty_tuple, NULL);
+    if (event == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *descriptor = self->descriptors[i];
+        if (Py_TYPE(descriptor)->tp_descr_set(descriptor, event, args[i]) < 0) {
+            Py_DECREF(event);
+            return NULL;
+        }
+    }
+    return event;
+}
+
+static PyObject *
+constructor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(args) - 1;
+    if (kwargs != NULL || count < 1 || count > MAX_FIELDS || !PyType_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "Constructor(cls, field[, field]) takes a class and 1 or 2 field names");
+        return NULL;
+    }
+    Constructor *self = (Constructor *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = constructor_call;
+    self->cls = (PyTypeObject *)Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *descriptor = PyObject_GetAttr((PyObject *)self->cls, PyTuple_GET_ITEM(args, i + 1));
+        if (descriptor == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->descriptors[i] = descriptor;
+        self->count = i + 1;  /* what dealloc releases */
+        if (Py_TYPE(descriptor)->tp_descr_set == NULL) {
+            PyErr_Format(PyExc_TypeError, "%R is not a settable field of %s",
+                         PyTuple_GET_ITEM(args, i + 1), self->cls->tp_name);
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+static void
+constructor_dealloc(Constructor *self)
+{
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_DECREF(self->descriptors[i]);
+    }
+    Py_XDECREF(self->cls);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ConstructorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsproto_core._speedups.Constructor",
+    .tp_basicsize = sizeof(Constructor),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Constructor, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = constructor_new,
+    .tp_dealloc = (destructor)constructor_dealloc,
+    .tp_doc = "Constructor(cls, *fields): a positional constructor of a frozen slotted class.",
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "apply_mask(data, mask, prefix=b'') -> prefix + data XOR the repeated 4-byte mask."},
@@ -86,5 +183,17 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&speedups_module);
+    empty_tuple = PyTuple_New(0);
+    if (empty_tuple == NULL || PyType_Ready(&ConstructorType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Constructor", (PyObject *)&ConstructorType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -52,7 +52,7 @@ class ClientConnection(Connection):
         extra_headers: Iterable[tuple[str, str]] = (),
         **options: Unpack[ConnectionOptions],
     ) -> None:
-        super().__init__(client=True, **options)
+        self._configure(client=True, **options)
         settings = self.compression_settings
         self._offer = ClientOffer(
             key=make_key(),

@@ -172,7 +172,7 @@ class Connection:
         "subprotocol",
     )
 
-    def __init__(
+    def _configure(
         self,
         *,
         client: bool,
@@ -187,6 +187,11 @@ class Connection:
         close_timeout: float | None = 10.0,
         compression: PerMessageDeflate | None = None,
     ) -> None:
+        """The base's part of `__init__`, called by each role's `__init__`.
+
+        Not `__init__` itself: a compiled (mypyc) subclass forwarding
+        `**options` to a compiled `super().__init__` passes them wrongly.
+        """
         self._client = client
         self.max_message_size = _check_size("max_message_size", max_message_size)
         self.max_frame_size = _check_size("max_frame_size", max_frame_size)

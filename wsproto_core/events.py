@@ -8,9 +8,10 @@ keyword-only so adding a field never silently shifts a positional argument.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .extensions import ExtensionOffer
 from .http import Headers
@@ -147,15 +148,17 @@ class ConnectionFailed:
     reason: str
 
 
-def _fast_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
+def python_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
     """A positional constructor for a hot event type, for the reader only.
 
     Setting slots through their descriptors skips the frozen dataclass's
-    `__init__`, which goes through `object.__setattr__` once per field: half
-    the cost per received message. The object is identical to one built by
+    `__init__`, which goes through `object.__setattr__` once per field (or,
+    compiled by mypyc, through an interpreted call): more than the rest of
+    what a received message costs. The object is identical to one built by
     the public constructor (same type, equality, hash, still frozen).
+    `_speedups.Constructor` does the same in C.
     """
-    new = object.__new__
+    new = cls.__new__
     setters = [getattr(cls, name).__set__ for name in fields]
     if len(setters) == 1:
         [set_first] = setters
@@ -168,6 +171,8 @@ def _fast_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
         return make_one
 
     def make(*values: object) -> _T:
+        if len(values) != len(setters):
+            raise TypeError(f"{cls.__name__} constructor takes {len(setters)} positional arguments")
         event = new(cls)
         for setter, value in zip(setters, values, strict=True):
             setter(event, value)
@@ -176,12 +181,25 @@ def _fast_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
     return make
 
 
-new_text_message: Callable[[str], TextMessage] = _fast_constructor(TextMessage, "data")
-new_bytes_message: Callable[[bytes], BytesMessage] = _fast_constructor(BytesMessage, "data")
-new_text_fragment: Callable[[str, bool], TextFragment] = _fast_constructor(
-    TextFragment, "data", "final"
-)
-new_bytes_fragment: Callable[[bytes, bool], BytesFragment] = _fast_constructor(
+c_constructor: Callable[..., Callable[..., Any]] | None
+try:
+    from . import _speedups
+
+    c_constructor = _speedups.Constructor
+except ImportError:  # pragma: no cover - depends on whether a compiler was available
+    c_constructor = None
+
+# Any: each constructor's type is stated where it is made, below.
+_constructor: Callable[..., Callable[..., Any]]
+if c_constructor is None or os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
+    _constructor = python_constructor
+else:  # pragma: no cover - the compiled pass of the tests runs it (without coverage)
+    _constructor = c_constructor
+
+new_text_message: Callable[[str], TextMessage] = _constructor(TextMessage, "data")
+new_bytes_message: Callable[[bytes], BytesMessage] = _constructor(BytesMessage, "data")
+new_text_fragment: Callable[[str, bool], TextFragment] = _constructor(TextFragment, "data", "final")
+new_bytes_fragment: Callable[[bytes, bool], BytesFragment] = _constructor(
     BytesFragment, "data", "final"
 )
 

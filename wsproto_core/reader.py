@@ -23,7 +23,7 @@ about its size: one piece per call (small ones merged), not one per fragment.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Final, Protocol, Self, TypeVar
 
 from . import masking
 from .compression import InflatedTooBig, MessageDecompressor
@@ -42,19 +42,33 @@ from .frames import CloseCode, parse_close_payload
 from .masking import Buffer
 from .utf8 import INVALID_UTF8, Utf8Validator
 
-_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
-_TOO_BIG = CloseCode.MESSAGE_TOO_BIG
+_PROTOCOL_ERROR: Final = CloseCode.PROTOCOL_ERROR
+_TOO_BIG: Final = CloseCode.MESSAGE_TOO_BIG
 
 # Opcodes as plain ints: comparing ints is cheaper than IntEnum members.
-_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_RSV1 = 0x40
+# (Final: compiled, the constants are inlined instead of looked up.)
+_CONT: Final = 0x0
+_TEXT: Final = 0x1
+_BINARY: Final = 0x2
+_CLOSE: Final = 0x8
+_PING: Final = 0x9
+_PONG: Final = 0xA
+_RSV1: Final = 0x40
 
 
 # A piece of a message of at least this many characters or bytes is kept as
 # it is until the message ends; smaller pieces are merged (see `_merge_small`).
-_SETTLED = 16 * 1024
+_SETTLED: Final = 16 * 1024
 
-_Piece = TypeVar("_Piece", str, bytes)
+
+class _Joinable(Protocol):
+    """str or bytes (a constrained TypeVar would do for mypy, not for mypyc)."""
+
+    def __len__(self) -> int: ...
+    def __add__(self, other: Self, /) -> Self: ...
+
+
+_Piece = TypeVar("_Piece", bound=_Joinable)
 
 
 def _merge_small(pieces: list[_Piece]) -> None:

@@ -40,7 +40,7 @@ class ServerConnection(Connection):
     __slots__ = ("_body_length", "_buffer", "_early", "_head", "_phase", "request")
 
     def __init__(self, **options: Unpack[ConnectionOptions]) -> None:
-        super().__init__(client=False, **options)
+        self._configure(client=False, **options)
         self._phase = _Phase.READING_HEAD
         self._buffer = bytearray()
         self._body_length = 0

@@ -1,0 +1,80 @@
+"""The reader's event constructors: the C one and the Python one give the
+very objects the public constructors give."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from wsproto_core import events
+from wsproto_core.events import BytesFragment, BytesMessage, TextFragment, TextMessage
+
+MAKERS: list[Callable[..., Callable[..., Any]]] = [events.python_constructor]
+if events.c_constructor is not None:
+    MAKERS.append(events.c_constructor)
+
+CASES: list[tuple[type, tuple[str, ...], tuple[object, ...]]] = [
+    (TextMessage, ("data",), ("héllo",)),
+    (BytesMessage, ("data",), (b"\x00\xff",)),
+    (TextFragment, ("data", "final"), ("part", False)),
+    (BytesFragment, ("data", "final"), (b"part", True)),
+]
+
+
+@pytest.mark.parametrize("make", MAKERS)
+@pytest.mark.parametrize(("cls", "fields", "values"), CASES)
+def test_same_object_as_the_public_constructor(
+    make: Callable[..., Callable[..., Any]],
+    cls: type,
+    fields: tuple[str, ...],
+    values: tuple[object, ...],
+) -> None:
+    made = make(cls, *fields)(*values)
+    public = cls(**dict(zip(fields, values, strict=True)))
+    assert type(made) is cls
+    assert made == public
+    assert hash(made) == hash(public)
+    assert repr(made) == repr(public)
+    assert dataclasses.astuple(made) == values
+    assert pickle.loads(pickle.dumps(made)) == public
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_what_it_makes_is_still_frozen(make: Callable[..., Callable[..., Any]]) -> None:
+    message = make(TextMessage, "data")("x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.data = "y"
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_wrong_number_of_values_is_a_type_error(make: Callable[..., Callable[..., Any]]) -> None:
+    with pytest.raises(TypeError):
+        make(TextFragment, "data", "final")("only one")
+
+
+@pytest.mark.skipif(events.c_constructor is None, reason="the C accelerator was not built")
+def test_the_c_constructor_refuses_what_it_cannot_set() -> None:
+    assert events.c_constructor is not None
+    with pytest.raises(AttributeError):
+        events.c_constructor(TextMessage, "nope")
+    with pytest.raises(TypeError):
+        events.c_constructor(TextMessage, "__doc__")  # a class attribute, not a field
+    with pytest.raises(TypeError):
+        events.c_constructor(TextMessage)
+    with pytest.raises(TypeError):
+        events.c_constructor("not a class", "data")
+    with pytest.raises(TypeError):
+        events.c_constructor(TextMessage, "data")(data="keyword")
+
+
+def test_the_reader_uses_the_fastest_constructor_there_is() -> None:
+    """The C one unless it was not built or WSPROTO_CORE_PURE_PYTHON is set
+    (the same rule as the mask accelerator's)."""
+    from wsproto_core import masking
+
+    c_in_use = masking.apply_mask is masking.apply_mask_c
+    assert isinstance(events.new_text_message, events.c_constructor or ()) == c_in_use  # type: ignore[arg-type]
