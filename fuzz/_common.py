@@ -171,16 +171,13 @@ def opened_server(*, streaming: bool, max_message_size: int | None, deflate: int
     return server
 
 
-def fixed_key() -> str:
-    return FIXED_KEY
-
-
 def opened_client(*, streaming: bool, max_message_size: int | None, deflate: bool) -> Any:
-    """A ClientConnection past its handshake (with the fixed key, so that
-    the harness can answer it), permessage-deflate accepted if `deflate`."""
-    client = new_client(streaming=streaming, max_message_size=max_message_size, deflate=deflate)
+    """A ClientConnection past its handshake, permessage-deflate accepted if `deflate`."""
+    client, accept = new_client(
+        streaming=streaming, max_message_size=max_message_size, deflate=deflate
+    )
     answer = "permessage-deflate; server_max_window_bits=12" if deflate else None
-    events = client.receive_data(switching_response(answer))
+    events = client.receive_data(with_accept(switching_response(answer), accept))
     assert len(events) == 1, events
     assert client.state is State.OPEN
     return client
@@ -192,30 +189,31 @@ def new_client(
     max_message_size: int | None,
     deflate: bool,
     subprotocols: tuple[str, ...] = (),
-) -> Any:
-    """A fresh ClientConnection whose Sec-WebSocket-Key is `FIXED_KEY`.
+) -> tuple[Any, bytes]:
+    """A fresh ClientConnection, and the Sec-WebSocket-Accept that answers it.
 
-    The key is random in the core; the harness swaps the module's
-    `make_key` for the duration of the constructor only.
+    The client's key is random, so inputs carry `FIXED_ACCEPT` (the answer
+    to RFC 6455's example key) and the harness puts this one in its place
+    (`with_accept`): same length, so the input's cuts do not move. (Fixing
+    the key instead, by patching the core, does not reach compiled code.)
     """
-    module = wsproto_core.client
-    original = module.make_key  # type: ignore[attr-defined]
-    module.make_key = fixed_key  # type: ignore[attr-defined]
-    try:
-        client = ClientConnection(
-            "example.com",
-            "/chat",
-            subprotocols=subprotocols,
-            streaming=streaming,
-            max_message_size=max_message_size,
-            compression=PerMessageDeflate() if deflate else None,
-            **QUIET,
-        )
-    finally:
-        module.make_key = original  # type: ignore[attr-defined]
+    client = ClientConnection(
+        "example.com",
+        "/chat",
+        subprotocols=subprotocols,
+        streaming=streaming,
+        max_message_size=max_message_size,
+        compression=PerMessageDeflate() if deflate else None,
+        **QUIET,
+    )
     request = client.data_to_send()
-    assert f"Sec-WebSocket-Key: {FIXED_KEY}".encode() in request
-    return client
+    key = request.split(b"Sec-WebSocket-Key: ", 1)[1].split(b"\r\n", 1)[0]
+    return client, wsproto_core.handshake.accept_token(key.decode()).encode()
+
+
+def with_accept(data: bytes, accept: bytes) -> bytes:
+    """`data` answering the client whose accept value is `accept`."""
+    return data.replace(FIXED_ACCEPT.encode(), accept)
 
 
 # -- an independent reader of what the connection sends ------------------------

@@ -30,6 +30,7 @@ from _common import (
     main,
     new_client,
     split_input,
+    with_accept,
 )
 
 from wsproto_core import (
@@ -171,11 +172,11 @@ def _answer_upgrade(server: Any, request: HandshakeRequest, action: int) -> None
 def fuzz_client(payload: bytes, seed: int, mode: int, limit: int | None) -> None:
     compression = bool(mode & 2)
     subprotocols = (("chat", "superchat"), (), ("v1",), ("a", "b", "c"))[(mode >> 2) & 3]
-    client = new_client(
+    client, accept = new_client(
         streaming=False, max_message_size=limit, deflate=compression, subprotocols=subprotocols
     )
     events: list[Any] = []
-    for chunk in chunks(payload, seed):
+    for chunk in chunks(with_accept(payload, accept), seed):
         events += client.receive_data(chunk)
     events += client.receive_eof()
     assert events, "the end of input must end the handshake"

@@ -6,6 +6,15 @@ or a clock: see README.md for the loop an adapter runs around it.
 
 __version__ = "0.1.0"  # the package's version (pyproject.toml reads it from here)
 
+from pathlib import Path as _Path
+
+from . import _build
+
+# Decided before any other module is imported: see _build.py.
+COMPILED, BUILD = _build.choose(_Path(__file__).parent)
+"""Whether the mypyc-compiled build runs, and a sentence saying why."""
+_build.load_modules(_Path(__file__).parent, compiled=COMPILED)
+
 from .broadcast import PreparedMessage
 from .client import ClientConnection
 from .connection import Connection, ConnectionOptions, State
@@ -33,6 +42,8 @@ from .http import Headers
 from .server import ServerConnection
 
 __all__ = [
+    "BUILD",
+    "COMPILED",
     "BytesFragment",
     "BytesMessage",
     "ClientConnection",

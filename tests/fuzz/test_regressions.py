@@ -81,8 +81,8 @@ def test_status_below_100_is_not_a_refusal(status: bytes) -> None:
     _harness("handshake")
     common = sys.modules["_common"]  # as the harness imported it
     given = common.split_input(STATUS_066_CRASH.replace(b"066", status))
-    client = common.new_client(streaming=False, max_message_size=None, deflate=False)
-    events = client.receive_data(given.payload) + client.receive_eof()
+    client, accept = common.new_client(streaming=False, max_message_size=None, deflate=False)
+    events = client.receive_data(common.with_accept(given.payload, accept)) + client.receive_eof()
     assert len(events) == 1
     assert isinstance(events[0], HandshakeFailed), events
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters import ConnectionClosed, HandshakeError, blocking
 from adapters._running import SIGNAL_ECHO
 from adapters.chat.monitor import Monitor
-from wsproto_core import HttpRequest
+from wsproto_core import Headers, HttpRequest
 
 from .helpers import BACKENDS, Member, running_chat, wait_for_log
 from .test_redis import free_port, redis_process
@@ -57,7 +57,7 @@ def scrape(port: int) -> Samples:
 
 
 def request(path: str, method: str = "GET") -> HttpRequest:
-    return HttpRequest(method=method, target=path, path=path, query="", headers=[], body=b"")
+    return HttpRequest(method=method, target=path, path=path, query="", headers=Headers(), body=b"")
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

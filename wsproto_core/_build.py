@@ -1,0 +1,104 @@
+"""Which build of the core runs: the one mypyc compiled, or the source.
+
+Both come from the same modules. `setup.py` compiles every module of the
+package but `__init__.py`, this one and the few in `_NEVER_COMPILED`, and
+stamps the build with a digest of those sources (`_compiled_from.py`).
+`__init__` asks `choose` before it imports anything else, then
+`load_modules` makes the modules that are not to run compiled load from
+their `.py` files although compiled ones may sit beside them (Python would
+otherwise prefer those).
+
+The source runs when `WSPROTO_CORE_PURE_PYTHON` is set (one of the tests'
+two passes, or a user debugging), when nothing was compiled, and when the
+sources no longer match the compiled build: an editable install whose files
+were edited after it was built would otherwise run yesterday's code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+PACKAGE_NAME = "wsproto_core"
+STAMP_MODULE = "_compiled_from.py"
+_NEVER_COMPILED = frozenset(
+    {
+        "__init__.py",
+        "_build.py",
+        STAMP_MODULE,
+        # The value types an application keeps (events, PerMessageDeflate,
+        # PreparedMessage) stay ordinary classes: compiled, a frozen
+        # dataclass can no longer be copied or pickled. None is on a hot
+        # path: the reader makes events with `_speedups.Constructor`.
+        "broadcast.py",
+        "deflate.py",
+        "events.py",
+    }
+)
+
+
+def compiled_sources(package: Path) -> list[Path]:
+    """The modules the compiled build is made of, in a fixed order."""
+    return sorted(path for path in package.glob("*.py") if path.name not in _NEVER_COMPILED)
+
+
+def source_digest(sources: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _is_extension(module: ModuleType) -> bool:
+    file = getattr(module, "__file__", None) or ""
+    return file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def choose(package: Path, stamp_name: str = f"{PACKAGE_NAME}._compiled_from") -> tuple[bool, str]:
+    """(run the compiled build?, why), decided once per process."""
+    if os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
+        return False, "pure Python: WSPROTO_CORE_PURE_PYTHON is set"
+    try:
+        stamp = importlib.import_module(stamp_name)
+    except ImportError:  # never built, or built without a working compiler
+        return False, "pure Python: not compiled"
+    if not _is_extension(stamp):
+        return False, "pure Python: not compiled"
+    if getattr(stamp, "SOURCE_DIGEST", None) != source_digest(compiled_sources(package)):
+        return False, "pure Python: the sources changed after the compiled build (reinstall)"
+    return True, "compiled with mypyc"
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the package's modules as source, ahead of the default finder
+    (which tries extension modules first), but for those in `compiled`."""
+
+    def __init__(self, package: Path, compiled: frozenset[str]) -> None:
+        self._files = {
+            f"{PACKAGE_NAME}.{path.stem}": path
+            for path in package.glob("*.py")
+            if path.name != "__init__.py" and path.name not in compiled
+        }
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        file = self._files.get(fullname)
+        return None if file is None else importlib.util.spec_from_file_location(fullname, file)
+
+
+def load_modules(package: Path, *, compiled: bool) -> None:
+    """Make the package's modules load from source, but for the compiled
+    build's own when it runs: a stale extension module (left by an older
+    build of a module no longer compiled) is never picked up."""
+    machine_code = {path.name for path in compiled_sources(package)} | {STAMP_MODULE}
+    sys.meta_path.insert(0, _SourceFinder(package, frozenset(machine_code if compiled else ())))
