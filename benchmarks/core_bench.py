@@ -27,13 +27,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import wsproto_core
 from wsproto_core import ClientConnection, ServerConnection, masking
 
 SIZES = [16, 125, 1024, 16 * 1024, 1 << 20]
@@ -208,12 +213,161 @@ def wsproto_send(work: Workload, client_side: bool) -> Runner:
     return run
 
 
-LIBRARIES = ["ours", "websockets", "websockets+utf8", "wsproto"]
+def _handshake_request() -> bytes:
+    """A client's opening handshake, for the peers driven below from raw bytes."""
+    return ClientConnection("bench", "/", open_timeout=None).data_to_send()
+
+
+class _NullTransport:
+    """Enough of an asyncio transport for a protocol fed by hand: writes vanish."""
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._sock if name == "socket" else default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def picows_receive(chunks: list[bytes], *, take_payload: bool = True) -> Runner:
+    """picows (Cython) as its server runs it: buffered-protocol reads, one
+    `on_ws_frame` per frame. picows hands out frames that borrow its read
+    buffer, so the listener takes what an application keeps: the text
+    decoded (and checked) as UTF-8, or the bytes. "picows-frames" takes
+    nothing: its parser alone, a floor no application reaches."""
+    import asyncio
+    import logging
+    import socket
+
+    import picows
+
+    text = picows.WSMsgType.TEXT
+    request = _handshake_request()
+    loop = asyncio.new_event_loop()
+    # picows sets TCP options on its socket and may write the 101 to it
+    # directly: give it a real loopback TCP connection, whose far end we drain.
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        ours_end = socket.create_connection(listening.getsockname())
+        far_end, _ = listening.accept()
+    far_end.setblocking(False)
+
+    class Counter(picows.WSListener):  # type: ignore[misc]
+        handled = 0
+
+        def on_ws_frame(self, transport: object, frame: picows.WSFrame) -> None:
+            if not take_payload:
+                pass
+            elif frame.msg_type is text:
+                frame.get_payload_as_utf8_text()
+            else:
+                frame.get_payload_as_bytes()
+            self.handled += frame.fin
+
+    def feed(protocol: picows.picows.WSProtocol, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            buffer = protocol.get_buffer(-1)
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            protocol.buffer_updated(size)
+            view = view[size:]
+
+    async def receive() -> int:
+        listener = Counter()
+        protocol = picows.picows.WSProtocol(
+            None,
+            None,
+            False,
+            lambda request: listener,
+            logging.getLogger("bench"),
+            True,
+            None,
+            False,
+            10,
+            10,
+            picows.WSAutoPingStrategy.PING_WHEN_IDLE,
+            False,
+            LIMIT,
+            None,
+            CHUNK,
+        )
+        protocol.connection_made(_NullTransport(ours_end))
+        feed(protocol, request)
+        for chunk in chunks:
+            feed(protocol, chunk)
+        while True:  # the 101 went out on the socket itself
+            try:
+                far_end.recv(1 << 16)
+            except BlockingIOError:
+                break
+        return listener.handled
+
+    def run() -> int:
+        return loop.run_until_complete(receive())
+
+    return run
+
+
+def picows_frames_receive(chunks: list[bytes]) -> Runner:
+    return picows_receive(chunks, take_payload=False)
+
+
+def aiohttp_receive(chunks: list[bytes]) -> Runner:
+    """aiohttp's WebSocket reader (compiled with Cython from its pure-Python
+    source), text decoded as its `receive()` does; messages are taken off
+    its queue after each read, as its reading task would."""
+    import asyncio
+
+    from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+
+    class Protocol:  # what the queue looks at to apply back-pressure
+        _reading_paused = True
+
+    loop = asyncio.new_event_loop()
+
+    def run() -> int:
+        queue = WebSocketDataQueue(Protocol(), 1 << 30, loop=loop)  # type: ignore[arg-type]
+        reader = WebSocketReader(queue, LIMIT, compress=True, decode_text=True)
+        buffered = queue._buffer
+        handled = 0
+        for chunk in chunks:
+            reader.feed_data(chunk)
+            handled += len(buffered)
+            buffered.clear()
+        return handled
+
+    return run
+
+
+LIBRARIES = [
+    "ours",
+    "ours-pure",
+    "websockets",
+    "websockets+utf8",
+    "wsproto",
+    "picows",
+    "picows-frames",
+    "aiohttp",
+]
 RECEIVERS = {
     "ours": ours_receive,
     "websockets": websockets_receive,
     "websockets+utf8": websockets_utf8_receive,
     "wsproto": wsproto_receive,
+    "picows": picows_receive,
+    "picows-frames": picows_frames_receive,
+    "aiohttp": aiohttp_receive,
 }
 SENDERS = {"ours": ours_send, "websockets": websockets_send, "wsproto": wsproto_send}
 
@@ -221,17 +375,98 @@ SENDERS = {"ours": ours_send, "websockets": websockets_send, "wsproto": wsproto_
 # -- measuring ---------------------------------------------------------------
 
 
-def time_once(runner: Runner, expected: int) -> float:
+class PureWorker:
+    """Our core's source build, in a process of its own.
+
+    One process runs one build of the core (wsproto_core/_build.py), so
+    "ours-pure" runs in a child started with WSPROTO_CORE_PURE_PYTHON=1,
+    which times each run of the same workload on request: the libraries
+    stay interleaved run by run.
+    """
+
+    def __init__(self) -> None:
+        env = {**os.environ, "WSPROTO_CORE_PURE_PYTHON": "1"}
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.build = self._ask({"build": True})["build"]
+
+    def _ask(self, request: dict[str, object]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            raise RuntimeError("the ours-pure worker died")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def runner(self, path: str, work: Workload) -> TimedRunner:
+        request = {"path": path, "size": work.size, "text": work.text, "count": work.count}
+
+        def run() -> tuple[int, float]:
+            answer = self._ask(request)
+            return answer["handled"], answer["seconds"]
+
+        return TimedRunner(run)
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+class TimedRunner:
+    """A runner that times itself elsewhere: returns (handled, seconds)."""
+
+    def __init__(self, run: Callable[[], tuple[int, float]]) -> None:
+        self.run = run
+
+
+def serve_as_worker() -> None:
+    """The child side of `PureWorker`: one JSON request per line."""
+    import wsproto_core
+
+    cache: dict[tuple[object, ...], Runner] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "build" in request:
+            print(json.dumps({"build": wsproto_core.BUILD}), flush=True)
+            continue
+        work = Workload(size=request["size"], text=request["text"], count=request["count"])
+        key = (request["path"], work.size, work.text, work.count)
+        if key not in cache:
+            cache.clear()  # one workload at a time: the main loop goes cell by cell
+            if request["path"] == "server receive":
+                cache[key] = ours_receive(masked_stream(work))
+            else:
+                cache[key] = ours_send(work, request["path"] == "client send")
+        handled, seconds = timed(cache[key])
+        print(json.dumps({"handled": handled, "seconds": seconds}), flush=True)
+
+
+def timed(runner: Runner) -> tuple[int, float]:
     gc.collect()
     start = time.perf_counter()
     handled = runner()
-    elapsed = time.perf_counter() - start
+    return handled, time.perf_counter() - start
+
+
+def time_once(runner: Runner | TimedRunner, expected: int) -> float:
+    handled, elapsed = runner.run() if isinstance(runner, TimedRunner) else timed(runner)
     if handled != expected:
         raise RuntimeError(f"handled {handled} messages, expected {expected}")
     return elapsed
 
 
-def measure(runners: dict[str, Runner], expected: int, repeats: int) -> dict[str, float]:
+def measure(
+    runners: dict[str, Runner | TimedRunner], expected: int, repeats: int
+) -> dict[str, float]:
     """Median seconds per run for each library, interleaved."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for runner in runners.values():  # warm-up
@@ -274,13 +509,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--libs", default=",".join(LIBRARIES))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        serve_as_worker()
+        return
     libs = [name for name in args.libs.split(",") if name]
     sizes = [int(s) for s in args.sizes.split(",")]
     repeats = 1 if args.quick else args.repeats
+    worker = PureWorker() if "ours-pure" in libs else None
 
     accel = "C accelerator" if masking.apply_mask is masking.apply_mask_c else "pure Python"
-    print(f"Python {sys.version.split()[0]}, masking: {accel}, median of {repeats} runs")
+    print(f"Python {sys.version.split()[0]}, median of {repeats} runs")
+    print(f"ours: {wsproto_core.BUILD}, masking: {accel}")
+    if worker is not None:
+        print(f"ours-pure: {worker.build}, in a worker process")
     peers = [name for name in libs if name != "ours"] if "ours" in libs else []
     header = f"{'path':<15}{'kind':<7}{'size':>8}  " + "".join(f"{n:>24}" for n in libs)
     header += "".join(f"{'ours/' + n:>22}" for n in peers)
@@ -289,12 +532,16 @@ def main() -> None:
         for text in (True, False):
             for size in sizes:
                 work = Workload(size=size, text=text, count=message_count(size, args.quick))
+                runners: dict[str, Runner | TimedRunner]
                 if path == "server receive":
                     chunks = masked_stream(work)
-                    runners = {n: RECEIVERS[n](chunks) for n in libs}
+                    runners = {n: RECEIVERS[n](chunks) for n in libs if n in RECEIVERS}
                 else:
                     client_side = path == "client send"
                     runners = {n: SENDERS[n](work, client_side) for n in libs if n in SENDERS}
+                if worker is not None:
+                    runners["ours-pure"] = worker.runner(path, work)
+                    runners = {n: runners[n] for n in libs if n in runners}  # table order
                 seconds = measure(runners, work.count, repeats)
                 row = f"{path:<15}{'text' if text else 'binary':<7}{size:>8}  "
                 for name in libs:
@@ -307,6 +554,8 @@ def main() -> None:
                     ratio = seconds[name] / seconds["ours"] if name in seconds else None
                     row += f"{ratio:>21.2f}x" if ratio else f"{'-':>22}"
                 print(row, flush=True)
+    if worker is not None:
+        worker.close()
     per_connection = idle_memory(libs, 200 if args.quick else 1000)
     sizes_text = ", ".join(f"{name} {size:,.0f} B" for name, size in per_connection.items())
     print(f"idle server connection: {sizes_text}")
