@@ -125,8 +125,10 @@ class WebSocket(AsyncConnectionView):
         """Queue a message framed once for many connections, without waiting:
         a broadcast must never wait for its slowest peer. Returns the bytes
         now waiting to reach this peer, by which the caller can judge it too
-        slow. Written at the end of this loop iteration, with whatever else
-        was queued for this peer in it."""
+        slow. The first message of a loop iteration is written at once, so
+        that a broadcast reaches its first peers while it is still being
+        queued for the others; the rest at the end of the iteration, with
+        whatever else was queued for this peer in it."""
         driver = self._driver
         size = driver.queue_prepared(message)
         transport = self._transport
@@ -134,6 +136,11 @@ class WebSocket(AsyncConnectionView):
             # Over the high-water mark the core holds output back; a frame
             # for a broadcast goes to the transport, where it is counted.
             _write(transport, driver.output()[0])
+            return transport.get_write_buffer_size()
+        if not self._flush_scheduled and transport is not None:
+            self._flush()
+            self._flush_scheduled = True  # later ones in this iteration: batched
+            self._loop.call_soon(self._flush)
             return transport.get_write_buffer_size()
         self._flush_soon(size)
         waiting = self._unflushed
