@@ -1,4 +1,4 @@
-"""Sans-IO core, side by side with wsproto and websockets, in one process.
+"""Sans-IO core, side by side with wsproto, websockets, picows and aiohttp.
 
     python benchmarks/core_bench.py            # full run (about two minutes)
     python benchmarks/core_bench.py --quick    # a smoke run
@@ -11,6 +11,13 @@ Three paths, each for payloads of 16 B to 1 MiB, text and binary:
   does (ours with `chunks_to_send()`, websockets' `data_to_send()`: both
   hand over the pieces unjoined, for a scatter-gather write);
 - client send: the same, masked.
+
+"ours" is whichever build of the core this process runs (the compiled one
+when it is installed: the first line says), "ours-pure" the source with no
+C at all (WSPROTO_CORE_PURE_PYTHON=1, in a worker process). picows and
+aiohttp are compiled with Cython; only their receive paths are measured
+(their send paths need a transport), see `picows_receive` and
+`aiohttp_receive` for how each is driven.
 
 Each cell is the median of several runs, the libraries interleaved within
 each run so that machine noise hits them alike. What each library does per
@@ -262,7 +269,7 @@ def picows_receive(chunks: list[bytes], *, take_payload: bool = True) -> Runner:
         far_end, _ = listening.accept()
     far_end.setblocking(False)
 
-    class Counter(picows.WSListener):  # type: ignore[misc]
+    class Counter(picows.WSListener):
         handled = 0
 
         def on_ws_frame(self, transport: object, frame: picows.WSFrame) -> None:
@@ -274,7 +281,7 @@ def picows_receive(chunks: list[bytes], *, take_payload: bool = True) -> Runner:
                 frame.get_payload_as_bytes()
             self.handled += frame.fin
 
-    def feed(protocol: picows.picows.WSProtocol, data: bytes) -> None:
+    def feed(protocol: Any, data: bytes) -> None:  # picows.picows.WSProtocol (no stub)
         view = memoryview(data)
         while view:
             buffer = protocol.get_buffer(-1)
@@ -285,7 +292,7 @@ def picows_receive(chunks: list[bytes], *, take_payload: bool = True) -> Runner:
 
     async def receive() -> int:
         listener = Counter()
-        protocol = picows.picows.WSProtocol(
+        protocol = picows.picows.WSProtocol(  # type: ignore[attr-defined]
             None,
             None,
             False,
@@ -503,12 +510,36 @@ def message_count(size: int, quick: bool) -> int:
     return max(8, min(50_000 if not quick else 500, budget // size))
 
 
+def print_markdown(table: list[tuple[str, str, int, dict[str, float]]], libs: list[str]) -> None:
+    """The run as the README shows it: messages per second, rounded."""
+
+    def rate(value: float | None) -> str:
+        if value is None:
+            return "-"
+        if value >= 1e6:
+            return f"{value / 1e6:.2f} M"
+        return f"{value / 1e3:.0f} k" if value >= 1e3 else f"{value:.0f}"
+
+    def size_name(size: int) -> str:
+        for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if size >= scale and size % scale == 0:
+                return f"{size // scale} {unit}"
+        return f"{size} B"
+
+    print("\n| path | kind | size | " + " | ".join(libs) + " |")
+    print("|---|---|---|" + "---|" * len(libs))
+    for path, kind, size, rates in table:
+        cells = " | ".join(rate(rates.get(name)) for name in libs)
+        print(f"| {path} | {kind} | {size_name(size)} | {cells} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--libs", default=",".join(LIBRARIES))
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -528,6 +559,7 @@ def main() -> None:
     header = f"{'path':<15}{'kind':<7}{'size':>8}  " + "".join(f"{n:>24}" for n in libs)
     header += "".join(f"{'ours/' + n:>22}" for n in peers)
     print(header)
+    table: list[tuple[str, str, int, dict[str, float]]] = []
     for path in ("server receive", "server send", "client send"):
         for text in (True, False):
             for size in sizes:
@@ -554,8 +586,12 @@ def main() -> None:
                     ratio = seconds[name] / seconds["ours"] if name in seconds else None
                     row += f"{ratio:>21.2f}x" if ratio else f"{'-':>22}"
                 print(row, flush=True)
+                rates = {n: work.count / seconds[n] for n in seconds}
+                table.append((path, "text" if text else "binary", size, rates))
     if worker is not None:
         worker.close()
+    if args.markdown:
+        print_markdown(table, libs)
     per_connection = idle_memory(libs, 200 if args.quick else 1000)
     sizes_text = ", ".join(f"{name} {size:,.0f} B" for name, size in per_connection.items())
     print(f"idle server connection: {sizes_text}")
