@@ -6,6 +6,7 @@ noticed. Fast on purpose: it runs in the normal suite."""
 from __future__ import annotations
 
 import random
+import tracemalloc
 import zlib
 
 import pytest
@@ -13,11 +14,13 @@ import pytest
 from wsproto_core import (
     BytesMessage,
     ClientConnection,
+    ConnectionFailed,
     HandshakeFailed,
     HandshakeRejected,
     HandshakeRequest,
     HttpRequest,
     LocalProtocolError,
+    PerMessageDeflate,
     Pong,
     ServerConnection,
     State,
@@ -26,7 +29,7 @@ from wsproto_core import (
 from wsproto_core.broadcast import PreparedMessage
 from wsproto_core.http import parse_response_head
 
-from .wire import frame, open_pair, open_server, upgrade_request
+from .wire import frame, open_client, open_pair, open_server, upgrade_request
 
 
 def answer_of(server: ServerConnection) -> tuple[int, dict[str, str], bytes]:
@@ -84,6 +87,19 @@ def test_answering_the_wrong_request_names_the_method_called() -> None:
         server.respond()
 
 
+def test_a_content_length_given_by_the_application_is_the_only_one() -> None:
+    """One Content-Length per response (RFC 9110 section 8.6). An answer to
+    HEAD gives the length of the body it leaves out: the core must not add
+    its own (0) beside it, whatever the case of the name."""
+    server = ServerConnection()
+    server.receive_data(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    server.respond(200, headers=[("content-length", "1234")])
+    head, _, body = server.data_to_send().partition(b"\r\n\r\n")
+    parsed = parse_response_head(head, max_header_count=100)
+    assert parsed.headers.get_all("Content-Length") == ["1234"]
+    assert body == b""
+
+
 def test_plain_request_query_starts_at_the_first_question_mark() -> None:
     _, event = pending_plain_request("/a?b=1?c")
     assert (event.path, event.query) == ("/a", "b=1?c")
@@ -126,6 +142,23 @@ def test_a_refusal_with_an_invalid_content_length_is_read_until_eof(value: str) 
     assert event.body == b"abc"  # type: ignore[union-attr]
 
 
+def test_a_failed_handshake_ends_with_1006_and_its_reason() -> None:
+    """A connection that fails before it opens closes abnormally (1006, RFC
+    6455 section 7.1.5), and close_reason repeats the HandshakeFailed's."""
+    client = new_client()
+    assert client.receive_eof() == [
+        HandshakeFailed(status=None, reason="connection closed before the handshake response")
+    ]
+    assert (client.close_code, client.close_reason) == (
+        1006,
+        "connection closed before the handshake response",
+    )
+    server = ServerConnection()
+    [event] = server.receive_data(b"GET /\r\nHost: h\r\n\r\n")
+    assert event == HandshakeFailed(status=400, reason="malformed request line")
+    assert (server.close_code, server.close_reason) == (1006, "malformed request line")
+
+
 # -- sending -------------------------------------------------------------------------
 
 
@@ -160,6 +193,49 @@ def test_prepared_frames_use_the_shortest_length_encoding(size: int) -> None:
     data = server.data_to_send()
     assert data == frame(0x2, b"\x07" * size, mask=None)
     assert client.receive_data(data)[0].data == b"\x07" * size  # type: ignore[union-attr]
+
+
+def shared_compressed_server(**options: object) -> ServerConnection:
+    """A server with permessage-deflate whose compressed frames are shared
+    (the client allowed server_no_context_takeover)."""
+    server = ServerConnection(compression=PerMessageDeflate(), **options)  # type: ignore[arg-type]
+    offer = "permessage-deflate; server_no_context_takeover"
+    server.receive_data(upgrade_request(extra=(("Sec-WebSocket-Extensions", offer),)))
+    server.accept()
+    server.data_to_send()
+    assert server.state is State.OPEN
+    return server
+
+
+@pytest.mark.parametrize("size", [20_000, 32, 31])
+def test_prepared_frames_are_what_the_connection_would_send(size: int) -> None:
+    """PreparedMessage's defaults are PerMessageDeflate's (level 6,
+    mem_level 4, min_size 32), so a broadcast frame is byte for byte the
+    frame the connection makes for the same message. The random "ab" text
+    compresses differently at level 7 or mem_level 5."""
+    rng = random.Random(12)
+    data = bytes(rng.choice(b"ab") for _ in range(size))
+    server = shared_compressed_server()
+    window = server.shared_frame_window
+    assert window
+    server.send_bytes(data)
+    sent = server.data_to_send()
+    assert PreparedMessage(data).frame(window) == sent
+    assert bool(sent[0] & 0x40) is (size >= 32)
+
+
+def test_send_prepared_says_which_rule_it_refuses() -> None:
+    """Both refusals are LocalProtocolError: only the message tells a client
+    (whose frames are masked) from a fragmented message in progress."""
+    client, server = open_pair()
+    message = PreparedMessage(b"hello")
+    with pytest.raises(
+        LocalProtocolError, match=r"^a client masks each frame; prepared messages are for servers$"
+    ):
+        client.send_prepared(message)
+    server.send_bytes(b"part", final=False)
+    with pytest.raises(LocalProtocolError, match=r"^a fragmented message is still being sent$"):
+        server.send_prepared(message)
 
 
 def test_preparing_a_non_message_names_its_type() -> None:
@@ -204,6 +280,30 @@ def test_a_bare_line_feed_in_the_head_is_refused_by_name() -> None:
     assert event == HandshakeFailed(status=400, reason="bare CR or LF in the message head")
 
 
+# -- reading frames -------------------------------------------------------------------
+
+
+def test_a_message_read_two_bytes_at_a_time_costs_about_its_size() -> None:
+    """reader._merge_small: a peer that sends a few bytes per TCP segment
+    must not make one object per read (test_fragment_memory.py reads 64 KiB
+    at a time, too coarse to see that). What the half-read message keeps
+    is measured with tracemalloc: about 4 KiB; one object per read would be
+    some 20 times that."""
+    size = 4096
+    data = frame(0x2, bytes(range(256)) * (size // 256), mask=None)
+    client = open_client()
+    client.receive_data(data[:4])  # the header: a frame still arriving
+    tracemalloc.start()
+    try:
+        for i in range(4, len(data) - 2, 2):
+            client.receive_data(data[i : i + 2])
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 2 * size, f"{kept} bytes kept for {size} bytes of message"
+    assert client.receive_data(data[-2:]) == [BytesMessage(data=data[4:])]
+
+
 def test_frames_split_at_every_byte_give_the_same_messages() -> None:
     """test_reader's 140 KB version, small enough for every mutant to run:
     a 7-bit and a 16-bit length, masked and cut anywhere."""
@@ -211,3 +311,56 @@ def test_frames_split_at_every_byte_give_the_same_messages() -> None:
     server = open_server()
     events = [e for i in range(len(data)) for e in server.receive_data(data[i : i + 1])]
     assert events == [BytesMessage(data=bytes(range(120))), TextMessage(data="é" * 150)]
+
+
+# -- receiving compressed messages ----------------------------------------------------
+
+
+def deflated(data: bytes) -> bytes:
+    """One message as a peer's compressor sends it (RFC 7692 section 7.2.1)."""
+    stream = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (stream.compress(data) + stream.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+TOO_BIG_INFLATED = ConnectionFailed(
+    code=1009, reason="message exceeds the size limit once decompressed"
+)
+
+
+def test_only_the_text_within_the_limit_is_checked_as_utf8() -> None:
+    """A text message inflating past max_message_size fails with 1009,
+    named as such, unless its text up to the limit is bad UTF-8 (1007). The
+    byte just past the limit is not part of that text, bad as it is."""
+    limit = 64
+    server = shared_compressed_server(max_message_size=limit)
+    wire = frame(0x1, deflated(b"a" * limit + b"\xff"), rsv=0x40)
+    assert server.receive_data(wire) == [TOO_BIG_INFLATED]
+
+
+@pytest.mark.parametrize("limit", [1000, 100_000])
+def test_inflating_past_the_limit_produces_one_byte_more_at_most(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compression.py's promise: a bomb costs no more than the limit plus
+    one byte of output, in one step or in several (a step is 64 KiB).
+    zlib's output is counted by wrapping the decompressor it makes."""
+    produced: list[int] = []
+    make = zlib.decompressobj
+
+    class Counted:
+        def __init__(self, wbits: int) -> None:
+            self._stream = make(wbits)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self._stream.decompress(data, max_length)
+            produced.append(len(out))
+            return out
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._stream, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Counted)
+    server = shared_compressed_server(max_message_size=limit)
+    wire = frame(0x2, deflated(bytes(3 * limit)), rsv=0x40)
+    assert server.receive_data(wire) == [TOO_BIG_INFLATED]
+    assert sum(produced) == limit + 1
