@@ -71,7 +71,9 @@ def choose(package: Path, stamp_name: str = f"{PACKAGE_NAME}._compiled_from") ->
         stamp = importlib.import_module(stamp_name)
     except ImportError:  # never built, or built without a working compiler
         return False, "pure Python: not compiled"
-    if not _is_extension(stamp):
+    if not _is_extension(stamp) or Path(stamp.__file__ or "").parent != package:
+        # (an editable install's finder can answer for another copy of the
+        # package on sys.path: its stamp says nothing about this one)
         return False, "pure Python: not compiled"
     if getattr(stamp, "SOURCE_DIGEST", None) != source_digest(compiled_sources(package)):
         return False, "pure Python: the sources changed after the compiled build (reinstall)"

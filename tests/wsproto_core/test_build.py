@@ -63,10 +63,16 @@ def test_value_types_stay_ordinary_classes() -> None:
 
 
 @pytest.fixture
-def stamp(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+def package(tmp_path: Path) -> Path:
+    return make_package(tmp_path)
+
+
+@pytest.fixture
+def stamp(package: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """A compiled stamp in `package`, whose digest the test sets."""
     monkeypatch.delenv("WSPROTO_CORE_PURE_PYTHON", raising=False)
     module = types.ModuleType("stand_in_stamp")
-    module.__file__ = "/x/_compiled_from" + EXTENSION[0]
+    module.__file__ = str(package / ("_compiled_from" + EXTENSION[0]))
     monkeypatch.setitem(sys.modules, "stand_in_stamp", module)
     return module
 
@@ -85,15 +91,13 @@ def test_compiled_sources_leave_out_the_chooser_and_the_value_types(tmp_path: Pa
 
 
 def test_a_matching_stamp_chooses_the_compiled_build(
-    tmp_path: Path, stamp: types.ModuleType
+    package: Path, stamp: types.ModuleType
 ) -> None:
-    package = make_package(tmp_path)
     stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
     assert _build.choose(package, "stand_in_stamp") == (True, "compiled with mypyc")
 
 
-def test_an_edited_source_makes_the_build_stale(tmp_path: Path, stamp: types.ModuleType) -> None:
-    package = make_package(tmp_path)
+def test_an_edited_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
     stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
     (package / "reader.py").write_text("# reader.py, edited\n")
     compiled, why = _build.choose(package, "stand_in_stamp")
@@ -101,27 +105,34 @@ def test_an_edited_source_makes_the_build_stale(tmp_path: Path, stamp: types.Mod
     assert "changed" in why
 
 
-def test_an_added_source_makes_the_build_stale(tmp_path: Path, stamp: types.ModuleType) -> None:
-    package = make_package(tmp_path)
+def test_an_added_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
     stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
     (package / "timers.py").write_text("")
     assert _build.choose(package, "stand_in_stamp")[0] is False
 
 
 def test_the_environment_variable_wins(
-    tmp_path: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+    package: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    package = make_package(tmp_path)
     stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
     monkeypatch.setenv("WSPROTO_CORE_PURE_PYTHON", "1")
     assert _build.choose(package, "stand_in_stamp")[0] is False
 
 
-def test_a_stamp_run_as_source_is_no_build(tmp_path: Path, stamp: types.ModuleType) -> None:
+def test_a_stamp_run_as_source_is_no_build(package: Path, stamp: types.ModuleType) -> None:
     """setup.py writes the stamp as a .py before compiling it: if the C
     compile then failed, the .py is all there is."""
-    package = make_package(tmp_path)
     stamp.__file__ = str(package / "_compiled_from.py")
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
+
+
+def test_a_stamp_of_another_copy_is_no_build(package: Path, stamp: types.ModuleType) -> None:
+    """An editable install's finder answers for its own tree even when
+    another copy of the package comes first on sys.path."""
+    elsewhere = package.parent / "elsewhere"
+    elsewhere.mkdir()
+    stamp.__file__ = str(elsewhere / ("_compiled_from" + EXTENSION[0]))
     stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
     assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
 
