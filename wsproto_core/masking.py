@@ -30,34 +30,15 @@ def _xor_table(key: int) -> bytes:
     return table
 
 
-# 1 + 2**32 + 2**64 + ... (n terms) by n: the mask times it is the mask
-# repeated n times, with no carries (the mask is under 2**32). Bounded: a
-# peer choosing frame sizes cannot grow it past _REPEATS_KEPT entries.
-_repeaters: dict[int, int] = {}
-_REPEATS_KEPT = 256
-
-
-def _repeater(words: int) -> int:
-    repeater = _repeaters.get(words)
-    if repeater is None:
-        if len(_repeaters) >= _REPEATS_KEPT:
-            _repeaters.clear()
-        repeater = _repeaters[words] = int.from_bytes(b"\x01\x00\x00\x00" * words, "little")
-    return repeater
-
-
 def apply_mask_python(data: Buffer, mask: bytes, prefix: bytes = b"", /) -> bytes:
     """`prefix` + `data` XOR `mask` repeated; pure Python, no per-byte loop."""
     if len(mask) != 4:
         raise ValueError("mask must be 4 bytes")
     size = len(data)
     if size < _TRANSLATE_THRESHOLD:
-        # One multiplication repeats the mask: cheaper than building the
-        # repeated bytes and converting them.
-        words = (size >> 2) + 1
-        repeated = int.from_bytes(mask, "little") * _repeater(words)
-        value = int.from_bytes(data, "little") ^ repeated
-        return prefix + value.to_bytes(words * 4, "little")[:size]
+        repeated = (mask * ((size >> 2) + 1))[:size]
+        value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
+        return prefix + value.to_bytes(size, "little")
     source = bytes(data)
     out = bytearray(size)
     for phase in range(4):

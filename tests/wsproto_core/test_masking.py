@@ -79,13 +79,3 @@ def test_rotate_continues_the_mask_mid_payload() -> None:
         head = reference(data[:cut], mask)
         tail = masking.apply_mask_python(data[cut:], masking.rotate(mask, cut % 4))
         assert head + tail == whole
-
-
-def test_the_python_masks_repeaters_stay_bounded() -> None:
-    """Its cache is keyed by payload size, which a peer chooses: a run of
-    every size stays within the bound, and every answer stays right."""
-    mask = bytes.fromhex("a1b2c3d4")
-    for size in range(0, masking._TRANSLATE_THRESHOLD, 3):
-        data = bytes((i * 31 + size) % 256 for i in range(size))
-        assert masking.apply_mask_python(data, mask) == reference(data, mask)
-        assert len(masking._repeaters) <= masking._REPEATS_KEPT
