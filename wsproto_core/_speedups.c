@@ -4,6 +4,7 @@
  * optional extension, so a machine without a compiler still installs. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "structmember.h"  /* READONLY */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -76,10 +77,10 @@ done:
 
 /* Constructor(cls, *fields): a callable that makes `cls(**dict(zip(fields, args)))`
  * for a frozen, slotted event class, by allocating the object and storing each
- * value through the field's own descriptor, as `descriptor.__set__` would.
+ * value through the field's own slot descriptor, as `descriptor.__set__` would.
  * That skips the frozen dataclass's `__init__` (one `object.__setattr__` per
- * field, or an interpreted call for a mypyc-compiled class), which cost more
- * than parsing the frame the event reports. events.py has the same in Python. */
+ * field), which cost more than parsing the frame the event reports. events.py
+ * has the same in Python, and checks that `fields` are all the class's fields. */
 #define MAX_FIELDS 2
 
 typedef struct {
@@ -97,6 +98,10 @@ constructor_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
 {
     Constructor *self = (Constructor *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->cls == NULL) {  /* cleared by the garbage collector */
+        PyErr_SetString(PyExc_TypeError, "this constructor was cleared");
+        return NULL;
+    }
     if (nargs != self->count || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_Format(PyExc_TypeError, "%s constructor takes %zd positional arguments",
                      self->cls->tp_name, self->count);
@@ -116,6 +121,17 @@ constructor_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     return event;
 }
 
+/* A writable slot (a member descriptor) of `cls` itself or of a base. */
+static int
+is_settable_slot(PyTypeObject *cls, PyObject *descriptor)
+{
+    if (!Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+        return 0;
+    }
+    PyMemberDescrObject *member = (PyMemberDescrObject *)descriptor;
+    return PyType_IsSubtype(cls, PyDescr_TYPE(member)) && !(member->d_member->flags & READONLY);
+}
+
 static PyObject *
 constructor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -124,37 +140,68 @@ constructor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "Constructor(cls, field[, field]) takes a class and 1 or 2 field names");
         return NULL;
     }
+    PyTypeObject *cls = (PyTypeObject *)PyTuple_GET_ITEM(args, 0);
+    if (cls->tp_new == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s cannot be instantiated", cls->tp_name);
+        return NULL;
+    }
     Constructor *self = (Constructor *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
     self->vectorcall = constructor_call;
-    self->cls = (PyTypeObject *)Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    self->cls = (PyTypeObject *)Py_NewRef(cls);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *descriptor = PyObject_GetAttr((PyObject *)self->cls, PyTuple_GET_ITEM(args, i + 1));
+        PyObject *name = PyTuple_GET_ITEM(args, i + 1);
+        PyObject *descriptor = PyObject_GetAttr((PyObject *)cls, name);
         if (descriptor == NULL) {
             Py_DECREF(self);
             return NULL;
         }
         self->descriptors[i] = descriptor;
         self->count = i + 1;  /* what dealloc releases */
-        if (Py_TYPE(descriptor)->tp_descr_set == NULL) {
-            PyErr_Format(PyExc_TypeError, "%R is not a settable field of %s",
-                         PyTuple_GET_ITEM(args, i + 1), self->cls->tp_name);
+        if (!is_settable_slot(cls, descriptor)) {
+            PyErr_Format(PyExc_TypeError, "%R is not a writable slot of %s", name, cls->tp_name);
             Py_DECREF(self);
             return NULL;
+        }
+        for (Py_ssize_t j = 0; j < i; j++) {
+            if (self->descriptors[j] == descriptor) {
+                PyErr_Format(PyExc_TypeError, "field %R given twice", name);
+                Py_DECREF(self);
+                return NULL;
+            }
         }
     }
     return (PyObject *)self;
 }
 
+static int
+constructor_traverse(Constructor *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cls);
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_VISIT(self->descriptors[i]);
+    }
+    return 0;
+}
+
+static int
+constructor_clear(Constructor *self)
+{
+    for (Py_ssize_t i = 0; i < self->count; i++) {
+        Py_CLEAR(self->descriptors[i]);
+    }
+    self->count = 0;
+    Py_CLEAR(self->cls);
+    return 0;
+}
+
 static void
 constructor_dealloc(Constructor *self)
 {
-    for (Py_ssize_t i = 0; i < self->count; i++) {
-        Py_DECREF(self->descriptors[i]);
-    }
-    Py_XDECREF(self->cls);
+    PyObject_GC_UnTrack(self);
+    constructor_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -162,10 +209,12 @@ static PyTypeObject ConstructorType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsproto_core._speedups.Constructor",
     .tp_basicsize = sizeof(Constructor),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_vectorcall_offset = offsetof(Constructor, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_new = constructor_new,
+    .tp_traverse = (traverseproc)constructor_traverse,
+    .tp_clear = (inquiry)constructor_clear,
     .tp_dealloc = (destructor)constructor_dealloc,
     .tp_doc = "Constructor(cls, *fields): a positional constructor of a frozen slotted class.",
 };

@@ -8,6 +8,7 @@ keyword-only so adding a field never silently shifts a positional argument.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,11 +153,10 @@ def python_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
     """A positional constructor for a hot event type, for the reader only.
 
     Setting slots through their descriptors skips the frozen dataclass's
-    `__init__`, which goes through `object.__setattr__` once per field (or,
-    compiled by mypyc, through an interpreted call): more than the rest of
-    what a received message costs. The object is identical to one built by
-    the public constructor (same type, equality, hash, still frozen).
-    `_speedups.Constructor` does the same in C.
+    `__init__`, which goes through `object.__setattr__` once per field:
+    more than the rest of what a received message costs. The object is
+    identical to one built by the public constructor (same type, equality,
+    hash, still frozen). `_speedups.Constructor` does the same in C.
     """
     new = cls.__new__
     setters = [getattr(cls, name).__set__ for name in fields]
@@ -181,20 +181,26 @@ def python_constructor(cls: type[_T], *fields: str) -> Callable[..., _T]:
     return make
 
 
+# (getattr: a _speedups built from an older source, as an editable checkout
+# pulled forward keeps it, has no Constructor; then the Python one serves.)
 c_constructor: Callable[..., Callable[..., Any]] | None
 try:
     from . import _speedups
 
-    c_constructor = _speedups.Constructor
+    c_constructor = getattr(_speedups, "Constructor", None)
 except ImportError:  # pragma: no cover - depends on whether a compiler was available
     c_constructor = None
 
-# Any: each constructor's type is stated where it is made, below.
-_constructor: Callable[..., Callable[..., Any]]
-if c_constructor is None or os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
-    _constructor = python_constructor
-else:  # pragma: no cover - the compiled pass of the tests runs it (without coverage)
-    _constructor = c_constructor
+
+def _constructor(cls: type[_T], *fields: str) -> Callable[..., Any]:
+    """The fastest constructor there is for `cls`, given all its fields in
+    order (either one leaves out a field it is not given)."""
+    if fields != tuple(field.name for field in dataclasses.fields(cls)):  # type: ignore[arg-type]
+        raise TypeError(f"{cls.__name__}'s fields are not {fields}")
+    if c_constructor is None or os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
+        return python_constructor(cls, *fields)
+    return c_constructor(cls, *fields)  # pragma: no cover - the compiled pass runs it
+
 
 new_text_message: Callable[[str], TextMessage] = _constructor(TextMessage, "data")
 new_bytes_message: Callable[[bytes], BytesMessage] = _constructor(BytesMessage, "data")

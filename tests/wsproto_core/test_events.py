@@ -4,7 +4,10 @@ very objects the public constructors give."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import pickle
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -58,17 +61,73 @@ def test_wrong_number_of_values_is_a_type_error(make: Callable[..., Callable[...
 
 @pytest.mark.skipif(events.c_constructor is None, reason="the C accelerator was not built")
 def test_the_c_constructor_refuses_what_it_cannot_set() -> None:
-    assert events.c_constructor is not None
+    make = events.c_constructor
+    assert make is not None
+
+    class Plain:
+        a = 1
+
+    refused: list[tuple[Any, ...]] = [
+        (TextMessage, "__doc__"),  # a class attribute, not a slot
+        (TextMessage,),
+        ("not a class", "data"),
+        (TextFragment, "data", "data"),  # one slot given twice
+        (types.FrameType, "f_trace"),  # no way to make one: tp_new is NULL
+        (BytesMessage, "__class__"),  # a getset descriptor, not a slot
+        (BytesMessage, "__init__"),  # a function
+        (TextMessage, "data", "final", "more"),
+        (Plain, "a"),
+        (TextMessage, 42),
+    ]
+    for args in refused:
+        with pytest.raises(TypeError):
+            make(*args)
+    with pytest.raises(TypeError):
+        make(TextMessage, "data")(data="keyword")
     with pytest.raises(AttributeError):
-        events.c_constructor(TextMessage, "nope")
+        make(TextMessage, "nope")
+
+
+@pytest.mark.skipif(events.c_constructor is None, reason="the C accelerator was not built")
+def test_the_c_constructor_takes_no_slot_of_another_class() -> None:
+    """A member descriptor of an unrelated class would write at its offset."""
+    make = events.c_constructor
+    assert make is not None
+
+    class Other:
+        __slots__ = ("data",)
+
+    class Victim:
+        __slots__ = ("x",)
+        data = Other.data  # the other class's descriptor, reachable by name
+
     with pytest.raises(TypeError):
-        events.c_constructor(TextMessage, "__doc__")  # a class attribute, not a field
-    with pytest.raises(TypeError):
-        events.c_constructor(TextMessage)
-    with pytest.raises(TypeError):
-        events.c_constructor("not a class", "data")
-    with pytest.raises(TypeError):
-        events.c_constructor(TextMessage, "data")(data="keyword")
+        make(Victim, "data")
+
+
+@pytest.mark.skipif(events.c_constructor is None, reason="the C accelerator was not built")
+def test_a_class_and_its_c_constructor_can_be_collected() -> None:
+    """It holds the class: without GC support a cycle through it would
+    never be freed."""
+    make = events.c_constructor
+    assert make is not None
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Passing:
+        data: str
+
+    constructor = make(Passing, "data")
+    Passing.maker = constructor  # type: ignore[attr-defined]  # the cycle
+    alive = weakref.ref(Passing)
+    del Passing, constructor
+    gc.collect()
+    assert alive() is None
+
+
+def test_every_field_is_given_in_order() -> None:
+    for fields in [(), ("final",), ("final", "data"), ("data",)]:
+        with pytest.raises(TypeError):
+            events._constructor(TextFragment, *fields)
 
 
 def test_the_reader_uses_the_fastest_constructor_there_is() -> None:
