@@ -9,8 +9,10 @@ second run of the first pass.
 
 from __future__ import annotations
 
+import copy
 import importlib.machinery
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -20,7 +22,16 @@ from pathlib import Path
 import pytest
 
 import wsproto_core
-from wsproto_core import _build
+from wsproto_core import (
+    ClientConnection,
+    CloseReceived,
+    HandshakeAccepted,
+    HandshakeRequest,
+    PerMessageDeflate,
+    ServerConnection,
+    TextMessage,
+    _build,
+)
 
 PACKAGE = Path(wsproto_core.__file__).parent
 EXTENSION = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -39,7 +50,7 @@ def loaded_from_extensions() -> dict[str, bool]:
 
 def test_the_build_that_runs_is_the_one_expected() -> None:
     loaded = loaded_from_extensions()
-    assert set(loaded) >= {"reader", "writer", "connection", "masking", "utf8", "http"}
+    assert set(loaded) >= {"reader", "writer", "connection", "masking", "utf8", "handshake"}
     if os.environ.get("WSPROTO_CORE_EXPECT_COMPILED"):
         assert wsproto_core.COMPILED, wsproto_core.BUILD
     if os.environ.get("WSPROTO_CORE_PURE_PYTHON"):
@@ -49,14 +60,68 @@ def test_the_build_that_runs_is_the_one_expected() -> None:
     assert set(loaded.values()) == {wsproto_core.COMPILED}, loaded
 
 
+VALUE_MODULES = ("events", "deflate", "broadcast", "extensions", "http")
+
+
 def test_value_types_stay_ordinary_classes() -> None:
-    """Events, PerMessageDeflate and PreparedMessage copy and pickle in
-    either build (compiled, a frozen dataclass cannot)."""
+    """What an application keeps (events and what they hold, settings,
+    prepared messages) is never compiled: see _build._NEVER_COMPILED."""
     compiled = {path.stem for path in _build.compiled_sources(PACKAGE)}
-    for name in ("events", "deflate", "broadcast"):
+    for name in VALUE_MODULES:
         assert name not in compiled
         module = importlib.import_module(f"wsproto_core.{name}")
         assert not (module.__file__ or "").endswith(EXTENSION)
+
+
+def kept_values() -> list[object]:
+    """A real handshake's events, and the other values an application keeps."""
+    client = ClientConnection("example.com", "/chat?x=1", compression=PerMessageDeflate())
+    server = ServerConnection(compression=PerMessageDeflate())
+    [request] = server.receive_data(client.data_to_send())
+    server.accept()
+    [accepted] = client.receive_data(server.data_to_send())
+    return [
+        request,
+        accepted,
+        PerMessageDeflate(),
+        TextMessage(data="é"),
+        CloseReceived(code=1000, reason="bye"),
+    ]
+
+
+def test_kept_values_copy_and_pickle_in_this_build() -> None:
+    values = kept_values()
+    assert isinstance(values[0], HandshakeRequest)
+    assert isinstance(values[1], HandshakeAccepted)
+    assert values[0].extensions  # an ExtensionOffer inside, and Headers
+    for value in values:
+        assert copy.copy(value) == value
+        assert copy.deepcopy(value) == value
+        assert pickle.loads(pickle.dumps(value)) == value
+
+
+PICKLE_KEPT_VALUES = (
+    "import pickle, sys; sys.path.insert(0, {root!r});"
+    "from tests.wsproto_core.test_build import kept_values;"
+    "values = kept_values(); sys.stdout.buffer.write(pickle.dumps((values, repr(values))))"
+)
+
+
+@pytest.mark.parametrize("other", ["source", "compiled"])
+def test_a_pickle_from_either_build_loads_the_same_here(other: str) -> None:
+    """Processes that chose different builds (one without a compiler, say)
+    exchange events: what one pickles, the other loads equal."""
+    environ = {k: v for k, v in os.environ.items() if k != "WSPROTO_CORE_PURE_PYTHON"}
+    if other == "source":
+        environ["WSPROTO_CORE_PURE_PYTHON"] = "1"
+    code = PICKLE_KEPT_VALUES.format(root=str(Path(__file__).parents[2]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, check=True, timeout=60
+    )
+    values, seen_there = pickle.loads(out.stdout)
+    assert repr(values) == seen_there  # (a real handshake: its key is random)
+    assert [type(value) for value in values] == [type(value) for value in kept_values()]
+    assert pickle.loads(pickle.dumps(values)) == values
 
 
 # -- choose(), with stand-ins for the stamp module --------------------------------
@@ -90,15 +155,62 @@ def test_compiled_sources_leave_out_the_chooser_and_the_value_types(tmp_path: Pa
     assert [path.name for path in _build.compiled_sources(package)] == ["reader.py", "writer.py"]
 
 
+def test_an_editors_lock_file_is_no_source(package: Path) -> None:
+    (package / ".#reader.py").symlink_to("user@host.1234:1700000000")  # dangling, as emacs makes
+    (package / "notes").mkdir()
+    assert [path.name for path in _build.compiled_sources(package)] == ["reader.py", "writer.py"]
+    assert ".#reader.py" not in {path.name for path in _build.digested_sources(package)}
+
+
+def test_the_digest_covers_the_types_compiled_against(package: Path) -> None:
+    """Compiled code is specialised to the types of the modules it uses,
+    compiled or not: an edited annotation there makes the build stale."""
+    names = {path.name for path in _build.digested_sources(package)}
+    assert names == {"events.py", "reader.py", "writer.py"}
+    (package / "_speedups.pyi").write_text("def apply_mask() -> None: ...\n")
+    assert "_speedups.pyi" in {path.name for path in _build.digested_sources(package)}
+
+
+def give_extensions(package: Path, *stems: str) -> None:
+    for stem in stems:
+        (package / (stem + EXTENSION[0])).write_bytes(b"")
+
+
 def test_a_matching_stamp_chooses_the_compiled_build(
     package: Path, stamp: types.ModuleType
 ) -> None:
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
+    give_extensions(package, "reader", "writer")
     assert _build.choose(package, "stand_in_stamp") == (True, "compiled with mypyc")
 
 
+def test_a_compiled_module_gone_makes_the_build_incomplete(
+    package: Path, stamp: types.ModuleType
+) -> None:
+    """Never a mix: without reader's machine code, the source runs, all of it."""
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
+    give_extensions(package, "writer")
+    compiled, why = _build.choose(package, "stand_in_stamp")
+    assert not compiled
+    assert "lacks reader" in why
+
+
+def test_an_unreadable_source_chooses_the_source_without_raising(
+    package: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    give_extensions(package, "reader", "writer")
+
+    def unreadable(path: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    compiled, why = _build.choose(package, "stand_in_stamp")
+    assert not compiled
+    assert "could not be read" in why
+
+
 def test_an_edited_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     (package / "reader.py").write_text("# reader.py, edited\n")
     compiled, why = _build.choose(package, "stand_in_stamp")
     assert not compiled
@@ -106,7 +218,7 @@ def test_an_edited_source_makes_the_build_stale(package: Path, stamp: types.Modu
 
 
 def test_an_added_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     (package / "timers.py").write_text("")
     assert _build.choose(package, "stand_in_stamp")[0] is False
 
@@ -114,7 +226,7 @@ def test_an_added_source_makes_the_build_stale(package: Path, stamp: types.Modul
 def test_the_environment_variable_wins(
     package: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     monkeypatch.setenv("WSPROTO_CORE_PURE_PYTHON", "1")
     assert _build.choose(package, "stand_in_stamp")[0] is False
 
@@ -123,7 +235,7 @@ def test_a_stamp_run_as_source_is_no_build(package: Path, stamp: types.ModuleTyp
     """setup.py writes the stamp as a .py before compiling it: if the C
     compile then failed, the .py is all there is."""
     stamp.__file__ = str(package / "_compiled_from.py")
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
 
 
@@ -133,7 +245,7 @@ def test_a_stamp_of_another_copy_is_no_build(package: Path, stamp: types.ModuleT
     elsewhere = package.parent / "elsewhere"
     elsewhere.mkdir()
     stamp.__file__ = str(elsewhere / ("_compiled_from" + EXTENSION[0]))
-    stamp.SOURCE_DIGEST = _build.source_digest(_build.compiled_sources(package))  # type: ignore[attr-defined]
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
 
 
@@ -141,6 +253,30 @@ def test_no_stamp_is_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("WSPROTO_CORE_PURE_PYTHON", raising=False)
     package = make_package(tmp_path)
     assert _build.choose(package, "no_such_stamp_module") == (False, "pure Python: not compiled")
+
+
+def test_the_source_finder_refuses_machine_code_without_source(tmp_path: Path) -> None:
+    """A module removed from the package leaves its extension behind in an
+    editable checkout (it is not tracked): it must not run."""
+    package = make_package(tmp_path)
+    give_extensions(package, "reader", "removed_module", "_speedups", "_mypyc__mypyc")
+    finder = _build._SourceFinder(package, frozenset({"reader.py"}))
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("wsproto_core.removed_module", None)
+    assert finder.find_spec("wsproto_core._speedups", None) is None  # left to the default
+    assert finder.find_spec("wsproto_core._mypyc__mypyc", None) is None
+
+
+def test_loading_again_replaces_the_finder(tmp_path: Path) -> None:
+    package = make_package(tmp_path)
+    before = list(sys.meta_path)
+    try:
+        _build.load_modules(package, compiled=False)
+        _build.load_modules(package, compiled=False)
+        finders = [f for f in sys.meta_path if isinstance(f, _build._SourceFinder)]
+        assert len(finders) == 1
+    finally:
+        sys.meta_path[:] = before
 
 
 def test_the_source_finder_leaves_only_the_compiled_modules(tmp_path: Path) -> None:
