@@ -287,7 +287,7 @@ def main() -> int:
     parser.add_argument("--receivers", default="100,1000")
     parser.add_argument(
         "--impls",
-        default="ours-asyncio,ours-blocking,ours-trio,websockets,websockets-threaded,aiohttp,picows",
+        default="ours-asyncio,ours-blocking,ours-trio,websockets,websockets-threaded,aiohttp,picows,raw",
         help="servers of benchmarks/fanout_servers.py; the first is the ratios' base",
     )
     parser.add_argument("--messages", type=int, default=0, help="per throughput run (auto)")

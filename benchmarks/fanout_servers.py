@@ -17,7 +17,9 @@ receives to all of them, the way each library's documentation suggests:
   websockets-threaded-send calls `send()` on each connection in turn from
   the sender's handler thread, the plain loop a sync user would write;
 - aiohttp awaits `send_str` per connection; picows calls `transport.send`
-  per connection.
+  per connection;
+- raw is no library at all (see `raw_server`): the floor of what the
+  benchmark can show.
 
 The asyncio ones run on the default asyncio loop. Each prints "ready" once
 listening. `ours` is an alias of `ours-asyncio`.
@@ -229,6 +231,105 @@ def picows_server(port: int) -> None:
     asyncio.run(main())
 
 
+def raw_server(port: int) -> None:
+    """No WebSocket library at all: the handshake and the frames done by
+    hand, each text frame re-framed once and queued for every peer, each
+    peer's queue written once per loop iteration. It checks nothing a real
+    server must (no UTF-8, limits or control frames but close), so its
+    figures are the floor this benchmark can show: mostly the receivers'
+    own read loops sharing the machine."""
+    import base64
+    import hashlib
+
+    clients: set[asyncio.Transport] = set()
+    pending: dict[asyncio.Transport, list[bytes]] = {}  # written once per loop iteration
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def flush() -> None:
+        for client, messages in pending.items():
+            if not client.is_closing():
+                client.write(b"".join(messages))
+        pending.clear()
+
+    def frame(opcode: int, payload: bytes) -> bytes:
+        size = len(payload)
+        if size < 126:
+            return bytes([0x80 | opcode, size]) + payload
+        if size < 1 << 16:
+            return bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big") + payload
+        return bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big") + payload
+
+    class Raw(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer = b""
+            self.transport: asyncio.Transport | None = None
+            self.open = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport is not None:
+                clients.discard(self.transport)
+
+        def data_received(self, data: bytes) -> None:
+            transport = self.transport
+            assert transport is not None
+            self.buffer += data
+            if not self.open:
+                head, found, self.buffer = self.buffer.partition(b"\r\n\r\n")
+                if not found:
+                    self.buffer = head
+                    return
+                key = next(
+                    line.split(b":", 1)[1].strip()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"sec-websocket-key:")
+                )
+                accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+                transport.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                )
+                self.open = True
+                clients.add(transport)
+            while len(self.buffer) >= 6:
+                buffer = self.buffer
+                size, start = buffer[1] & 0x7F, 2
+                if size == 126:
+                    size, start = int.from_bytes(buffer[2:4], "big"), 4
+                elif size == 127:
+                    size, start = int.from_bytes(buffer[2:10], "big"), 10
+                end = start + 4 + size
+                if len(buffer) < end:
+                    return
+                mask = (buffer[start : start + 4] * (size // 4 + 1))[:size]
+                masked = int.from_bytes(buffer[start + 4 : end], "little")
+                payload = (masked ^ int.from_bytes(mask, "little")).to_bytes(size, "little")
+                self.buffer = buffer[end:]
+                opcode = buffer[0] & 0x0F
+                if opcode == 0x1:
+                    message = frame(0x1, payload)
+                    for client in clients:
+                        queued = pending.setdefault(client, [])
+                        queued.append(message)
+                        if len(queued) == 1 and len(pending) == 1:
+                            asyncio.get_running_loop().call_soon(flush)
+                elif opcode == 0x8:
+                    transport.write(frame(0x8, payload[:2]))
+                    transport.close()
+                    return
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(Raw, "127.0.0.1", port)
+        ready()
+        await forever()
+
+    asyncio.run(main())
+
+
 IMPLEMENTATIONS = {
     "ours-asyncio": ours_asyncio,
     "ours-blocking": ours_blocking,
@@ -238,6 +339,7 @@ IMPLEMENTATIONS = {
     "websockets-threaded-send": lambda port: websockets_threaded(port, False),
     "aiohttp": aiohttp_server,
     "picows": picows_server,
+    "raw": raw_server,
 }
 ALIASES = {"ours": "ours-asyncio"}
 

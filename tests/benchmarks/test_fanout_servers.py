@@ -1,5 +1,6 @@
 """The fan-out servers added beside the asyncio ones (ours on blocking and
-trio, websockets' threaded server) deliver every message, and the idle
+trio, websockets' threaded server, the library-less floor) deliver every
+message, and the idle
 memory script measures one of them. No timing or size is asserted."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ IMPLS = [
     "ours-trio",
     "websockets-threaded",
     "websockets-threaded-send",
+    "raw",
 ]
 
 
