@@ -13,8 +13,11 @@ Three paths, each for payloads of 16 B to 1 MiB, text and binary:
 - client send: the same, masked.
 
 "ours" is whichever build of the core this process runs (the compiled one
-when it is installed: the first line says), "ours-pure" the source with no
-C at all (WSPROTO_CORE_PURE_PYTHON=1, in a worker process). picows and
+when it is installed: the first line says), "ours-source" the source with
+the C accelerators (the mask, the event constructor), which is what
+installing with WSPROTO_CORE_PURE_PYTHON=1 builds, and "ours-pure" the source
+with no C at all (WSPROTO_CORE_PURE_PYTHON=1 at run time); each of those two
+runs in a worker process. picows and
 aiohttp are compiled with Cython; only their receive paths are measured
 (their send paths need a transport), see `picows_receive` and
 `aiohttp_receive` for how each is driven.
@@ -36,13 +39,16 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import wsproto_core
@@ -359,6 +365,7 @@ def aiohttp_receive(chunks: list[bytes]) -> Runner:
 
 LIBRARIES = [
     "ours",
+    "ours-source",
     "ours-pure",
     "websockets",
     "websockets+utf8",
@@ -382,22 +389,21 @@ SENDERS = {"ours": ours_send, "websockets": websockets_send, "wsproto": wsproto_
 # -- measuring ---------------------------------------------------------------
 
 
-class PureWorker:
+class SourceWorker:
     """Our core's source build, in a process of its own.
 
-    One process runs one build of the core (wsproto_core/_build.py), so
-    "ours-pure" runs in a child started with WSPROTO_CORE_PURE_PYTHON=1,
-    which times each run of the same workload on request: the libraries
-    stay interleaved run by run.
+    One process runs one build of the core (wsproto_core/_build.py), so the
+    source builds run in children, each timing a run of the same workload
+    on request: the libraries stay interleaved run by run.
     """
 
-    def __init__(self) -> None:
-        env = {**os.environ, "WSPROTO_CORE_PURE_PYTHON": "1"}
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
         self._process = subprocess.Popen(
             [sys.executable, __file__, "--worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
+            env={**os.environ, **env},
             text=True,
         )
         self.build = self._ask({"build": True})["build"]
@@ -409,7 +415,7 @@ class PureWorker:
         self._process.stdin.flush()
         answer = self._process.stdout.readline()
         if not answer:
-            raise RuntimeError("the ours-pure worker died")
+            raise RuntimeError(f"the {self.name} worker died")
         result: dict[str, Any] = json.loads(answer)
         return result
 
@@ -430,6 +436,30 @@ class PureWorker:
         self._process.stdout.close()
 
 
+def source_copy(into: Path) -> Path:
+    """The installed package as `WSPROTO_CORE_PURE_PYTHON=1` at build time
+    would install it: its sources and the C accelerators, without the
+    modules mypyc compiled or the stamp that selects them."""
+    package = Path(wsproto_core.__file__).parent
+    copy = into / "wsproto_core"
+    copy.mkdir()
+    for path in package.iterdir():
+        source = path.suffix in (".py", ".pyi", ".typed") and path.name != "_compiled_from.py"
+        if source or path.name.startswith("_speedups"):
+            shutil.copy2(path, copy / path.name)
+    return into
+
+
+def start_workers(libs: list[str], scratch: Path) -> list[SourceWorker]:
+    workers = []
+    if "ours-source" in libs:
+        path = source_copy(scratch)
+        workers.append(SourceWorker("ours-source", {"PYTHONPATH": str(path)}))
+    if "ours-pure" in libs:
+        workers.append(SourceWorker("ours-pure", {"WSPROTO_CORE_PURE_PYTHON": "1"}))
+    return workers
+
+
 class TimedRunner:
     """A runner that times itself elsewhere: returns (handled, seconds)."""
 
@@ -438,7 +468,7 @@ class TimedRunner:
 
 
 def serve_as_worker() -> None:
-    """The child side of `PureWorker`: one JSON request per line."""
+    """The child side of `SourceWorker`: one JSON request per line."""
     import wsproto_core
 
     cache: dict[tuple[object, ...], Runner] = {}
@@ -550,13 +580,14 @@ def main() -> None:
     libs = [name for name in args.libs.split(",") if name]
     sizes = [int(s) for s in args.sizes.split(",")]
     repeats = 1 if args.quick else args.repeats
-    worker = PureWorker() if "ours-pure" in libs else None
+    scratch = tempfile.TemporaryDirectory(prefix="core_bench_")
+    workers = start_workers(libs, Path(scratch.name))
 
     accel = "C accelerator" if masking.apply_mask is masking.apply_mask_c else "pure Python"
     print(f"Python {sys.version.split()[0]}, median of {repeats} runs")
     print(f"ours: {wsproto_core.BUILD}, masking: {accel}")
-    if worker is not None:
-        print(f"ours-pure: {worker.build}, in a worker process")
+    for worker in workers:
+        print(f"{worker.name}: {worker.build}, in a worker process")
     peers = [name for name in libs if name != "ours"] if "ours" in libs else []
     header = f"{'path':<15}{'kind':<7}{'size':>8}  " + "".join(f"{n:>24}" for n in libs)
     header += "".join(f"{'ours/' + n:>22}" for n in peers)
@@ -573,9 +604,9 @@ def main() -> None:
                 else:
                     client_side = path == "client send"
                     runners = {n: SENDERS[n](work, client_side) for n in libs if n in SENDERS}
-                if worker is not None:
-                    runners["ours-pure"] = worker.runner(path, work)
-                    runners = {n: runners[n] for n in libs if n in runners}  # table order
+                for worker in workers:
+                    runners[worker.name] = worker.runner(path, work)
+                runners = {n: runners[n] for n in libs if n in runners}  # table order
                 seconds = measure(runners, work.count, repeats)
                 row = f"{path:<15}{'text' if text else 'binary':<7}{size:>8}  "
                 for name in libs:
@@ -590,8 +621,9 @@ def main() -> None:
                 print(row, flush=True)
                 rates = {n: work.count / seconds[n] for n in seconds}
                 table.append((path, "text" if text else "binary", size, rates))
-    if worker is not None:
+    for worker in workers:
         worker.close()
+    scratch.cleanup()
     if args.markdown:
         print_markdown(table, libs)
     per_connection = idle_memory(libs, 200 if args.quick else 1000)
