@@ -17,6 +17,7 @@ from wsproto_core.events import Event
 from .._common import Message, Settings, amark_final
 from .._driver import CloseStep, Driver, Wake, answer_handshake
 from .._view import AsyncConnectionView
+from ._batch import end_of_iteration
 
 if TYPE_CHECKING:
     from .server import Server
@@ -54,6 +55,7 @@ class WebSocket(AsyncConnectionView):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_scheduled = False
+        self._end_of_iteration = end_of_iteration(self._loop)
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
         self.remote_address: Any = None
         self.handler_task: asyncio.Task[None] | None = None
@@ -138,9 +140,12 @@ class WebSocket(AsyncConnectionView):
             _write(transport, driver.output()[0])
             return transport.get_write_buffer_size()
         if not self._flush_scheduled and transport is not None:
-            self._flush()
-            self._flush_scheduled = True  # later ones in this iteration: batched
-            self._loop.call_soon(self._flush)
+            # Only the write: a data frame starts no timer, and an open
+            # connection has no close to act on (if it had, the deferred
+            # flush would see it). Later ones in this iteration are batched.
+            self._flush_scheduled = True
+            self._end_of_iteration.add(self._deferred_flush)
+            _write(transport, driver.core.chunks_to_send())
             return transport.get_write_buffer_size()
         self._flush_soon(size)
         waiting = self._unflushed
@@ -156,7 +161,7 @@ class WebSocket(AsyncConnectionView):
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._end_of_iteration.add(self._deferred_flush)
 
     async def send_fragments(
         self,
@@ -251,6 +256,16 @@ class WebSocket(AsyncConnectionView):
                 self._timer.cancel()
             self._timer_at = deadline
             self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+
+    def _deferred_flush(self) -> None:
+        """The end of an iteration in which this connection sent: write what
+        was queued since. Often nothing (a broadcast's one message went out
+        at once): then there is no step to take the timer from either."""
+        if self._driver.has_output:
+            self._flush()
+        else:
+            self._flush_scheduled = False
+            self._unflushed = 0
 
     def _on_timer(self) -> None:
         due = self._timer_at or 0.0

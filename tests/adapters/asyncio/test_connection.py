@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from typing import Any
 
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
@@ -39,5 +41,52 @@ def test_a_broadcast_reaches_a_peer_before_the_loop_runs_again() -> None:
             assert client.recv(timeout=BLOCKED * 4) == "second"
             assert released.is_set(), "the second message was not batched"
     finally:
+        loop.run(server.close, timeout=20)
+        loop.stop()
+
+
+def test_a_broadcast_to_many_peers_defers_one_callback_not_one_per_peer() -> None:
+    """What a broadcast leaves for the end of the iteration is one callback
+    for all its peers: a handle per peer (a thousand of them) kept the loop
+    from reading the next message for about a millisecond."""
+    peers = 20
+    everyone: list[ws_asyncio.WebSocket] = []
+    scheduled: list[object] = []
+
+    async def handler(ws: ws_asyncio.WebSocket) -> None:
+        everyone.append(ws)
+        if await ws.recv() == "go":
+            loop = asyncio.get_running_loop()
+            real_call_soon = loop.call_soon
+
+            def counting_call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+                scheduled.append(callback)
+                return real_call_soon(callback, *args, **kwargs)
+
+            loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+            prepared = PreparedMessage("news")
+            for peer in everyone:
+                peer.send_prepared(prepared)
+                peer.send_prepared(prepared)  # a second one in the iteration: batched
+            del loop.call_soon  # the class's own again
+        await ws.wait_closed()
+
+    loop = AsyncioThread()
+    server = loop.run(lambda: ws_asyncio.serve(handler, "127.0.0.1", 0))
+    clients = []
+    try:
+        for _ in range(peers):
+            clients.append(ws_blocking.connect(f"ws://127.0.0.1:{server.port}/"))
+        deadline = time.monotonic() + 10
+        while len(everyone) < peers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clients[0].send("go")
+        for client in clients:
+            assert client.recv(timeout=10) == "news"
+            assert client.recv(timeout=10) == "news"
+        assert len(scheduled) == 1, scheduled
+    finally:
+        for client in clients:
+            client.close()
         loop.run(server.close, timeout=20)
         loop.stop()

@@ -1,0 +1,55 @@
+"""Deferred writes, gathered into one callback per loop iteration.
+
+A broadcast to a thousand peers queues a frame on each, and each must be
+written by the end of the iteration. One `call_soon` per peer costs a
+thousand handles, and the loop works through them before it reads again:
+the next message waits behind them (about a millisecond at N = 1,000). One
+callback per loop, running each connection's flush in turn, does the same
+writes at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EndOfIteration] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class EndOfIteration:
+    """Runs the flushes added during one loop iteration in a single callback,
+    in the order they were added."""
+
+    __slots__ = ("_due", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[Callable[[], None]] = []
+
+    def add(self, flush: Callable[[], None]) -> None:
+        if not self._due:
+            self._loop.call_soon(self._run)
+        self._due.append(flush)
+
+    def _run(self) -> None:
+        # Flushes added while these run (a write that ends a connection,
+        # whose callbacks send on another) go to the next callback.
+        due, self._due = self._due, []
+        for flush in due:
+            try:
+                flush()
+            except Exception as error:  # one connection's failure must not strand the rest
+                self._loop.call_exception_handler(
+                    {"message": "error in a deferred write", "exception": error}
+                )
+
+
+def end_of_iteration(loop: asyncio.AbstractEventLoop) -> EndOfIteration:
+    """The batch of this loop (made on first use, gone with the loop)."""
+    batch = _by_loop.get(loop)
+    if batch is None:
+        batch = _by_loop[loop] = EndOfIteration(loop)
+    return batch

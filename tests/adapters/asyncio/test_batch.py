@@ -1,0 +1,75 @@
+"""The end-of-iteration batch of deferred writes (adapters/asyncio/_batch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from adapters.asyncio._batch import EndOfIteration, end_of_iteration
+
+
+def test_flushes_run_once_in_order_after_the_current_step() -> None:
+    ran: list[str] = []
+
+    async def main() -> None:
+        batch = EndOfIteration(asyncio.get_running_loop())
+        batch.add(lambda: ran.append("a"))
+        batch.add(lambda: ran.append("b"))
+        assert ran == []  # not now: at the end of this iteration
+        await asyncio.sleep(0)
+        assert ran == ["a", "b"]
+        await asyncio.sleep(0)
+        assert ran == ["a", "b"]  # once
+
+    asyncio.run(main())
+
+
+def test_a_failing_flush_is_reported_and_the_others_still_run() -> None:
+    ran: list[str] = []
+    reported: list[dict[str, Any]] = []
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        batch = EndOfIteration(loop)
+        batch.add(fail)
+        batch.add(lambda: ran.append("after"))
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert ran == ["after"]
+    assert [str(context["exception"]) for context in reported] == ["boom"]
+
+
+def test_a_flush_added_while_the_batch_runs_runs_in_the_next_one() -> None:
+    ran: list[str] = []
+
+    async def main() -> None:
+        batch = EndOfIteration(asyncio.get_running_loop())
+
+        def first() -> None:
+            ran.append("first")
+            batch.add(lambda: ran.append("added while running"))
+
+        batch.add(first)
+        await asyncio.sleep(0)
+        assert ran == ["first"]
+        await asyncio.sleep(0)
+        assert ran == ["first", "added while running"]
+
+    asyncio.run(main())
+
+
+def test_each_loop_has_one_batch() -> None:
+    async def get() -> EndOfIteration:
+        return end_of_iteration(asyncio.get_running_loop())
+
+    async def twice() -> tuple[EndOfIteration, EndOfIteration]:
+        return await get(), await get()
+
+    first, second = asyncio.run(twice())
+    assert first is second
+    assert asyncio.run(get()) is not first  # another loop, another batch
