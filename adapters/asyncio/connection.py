@@ -152,16 +152,19 @@ class WebSocket(AsyncConnectionView):
         return waiting if transport is None else waiting + transport.get_write_buffer_size()
 
     def _flush_soon(self, size: int) -> None:
-        """Write at the end of this loop iteration, so that a batch of sends
-        (an echo of 64 pipelined messages) costs one system call, not 64;
-        at once past `write_limit`, so a loop of sends that never yields
-        cannot buffer without bound."""
+        """Write the first send of a loop iteration at once, so that a reply
+        leaves without waiting for the loop to come round; batch the ones
+        after it until the end of the iteration, so that an echo of 64
+        pipelined messages costs two system calls, not 64; and write at
+        once past `write_limit`, so a loop of sends that never yields cannot
+        buffer without bound."""
         self._unflushed += size
-        if self._unflushed > self._settings.write_limit:
+        if not self._flush_scheduled:
             self._flush()
-        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._end_of_iteration.add(self._deferred_flush)
+        elif self._unflushed > self._settings.write_limit:
+            self._flush()
 
     async def send_fragments(
         self,

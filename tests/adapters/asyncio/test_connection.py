@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from adapters import asyncio as ws_asyncio
 from adapters import blocking as ws_blocking
 from wsproto_core import PreparedMessage
@@ -16,17 +18,25 @@ from ..harness import AsyncioThread
 BLOCKED = 0.5  # seconds the handler keeps the server's loop from running
 
 
-def test_a_broadcast_reaches_a_peer_before_the_loop_runs_again() -> None:
-    """The first `send_prepared` of a loop iteration is written at once, so
-    a broadcast reaches its first peers while it is still being queued for
-    the others; later ones in the same iteration are batched into one write
-    at its end."""
+@pytest.mark.parametrize("prepared", [True, False], ids=["send_prepared", "send"])
+def test_the_first_send_of_an_iteration_reaches_the_peer_before_the_loop_runs_again(
+    prepared: bool,
+) -> None:
+    """The first message sent in a loop iteration is written at once: a
+    broadcast reaches its first peers while it is still being queued for
+    the others, and a reply leaves without waiting for the loop to come
+    round. Later ones in the same iteration are batched into one write at
+    its end."""
     released = threading.Event()
 
     async def handler(ws: ws_asyncio.WebSocket) -> None:
         await ws.recv()
-        ws.send_prepared(PreparedMessage("first"))
-        ws.send_prepared(PreparedMessage("second"))
+        if prepared:
+            ws.send_prepared(PreparedMessage("first"))
+            ws.send_prepared(PreparedMessage("second"))
+        else:
+            await ws.send("first")  # (neither waits: the write buffer is empty)
+            await ws.send("second")
         time.sleep(BLOCKED)  # the whole loop stops here: only written bytes can travel
         released.set()
         await ws.wait_closed()
