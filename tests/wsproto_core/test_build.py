@@ -10,6 +10,7 @@ second run of the first pass.
 from __future__ import annotations
 
 import copy
+import importlib.abc
 import importlib.machinery
 import os
 import pickle
@@ -162,6 +163,17 @@ def test_an_editors_lock_file_is_no_source(package: Path) -> None:
     assert ".#reader.py" not in {path.name for path in _build.digested_sources(package)}
 
 
+def test_a_dotfile_is_no_source_even_when_it_is_a_regular_file(package: Path) -> None:
+    (package / ".reader.py").write_text("# an editor's backup\n")
+    (package / "._writer.py").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata on a shared disk
+    assert [path.name for path in _build.compiled_sources(package)] == ["reader.py", "writer.py"]
+    assert {path.name for path in _build.digested_sources(package)} == {
+        "events.py",
+        "reader.py",
+        "writer.py",
+    }
+
+
 def test_the_digest_covers_the_types_compiled_against(package: Path) -> None:
     """Compiled code is specialised to the types of the modules it uses,
     compiled or not: an edited annotation there makes the build stale."""
@@ -195,6 +207,14 @@ def test_a_compiled_module_gone_makes_the_build_incomplete(
     assert "lacks reader" in why
 
 
+def test_every_compiled_module_missing_is_named(package: Path, stamp: types.ModuleType) -> None:
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
+    assert _build.choose(package, "stand_in_stamp") == (
+        False,
+        "pure Python: the compiled build lacks reader, writer (reinstall)",
+    )
+
+
 def test_an_unreadable_source_chooses_the_source_without_raising(
     package: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -212,9 +232,21 @@ def test_an_unreadable_source_chooses_the_source_without_raising(
 def test_an_edited_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
     stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
     (package / "reader.py").write_text("# reader.py, edited\n")
-    compiled, why = _build.choose(package, "stand_in_stamp")
-    assert not compiled
-    assert "changed" in why
+    give_extensions(package, "reader", "writer")
+    assert _build.choose(package, "stand_in_stamp") == (
+        False,
+        "pure Python: the sources changed after the compiled build (reinstall)",
+    )
+
+
+def test_a_stamp_without_a_digest_is_a_stale_build(package: Path, stamp: types.ModuleType) -> None:
+    """(an older build's stamp, say): the source runs, and choose does not raise"""
+    give_extensions(package, "reader", "writer")
+    assert not hasattr(stamp, "SOURCE_DIGEST")
+    assert _build.choose(package, "stand_in_stamp") == (
+        False,
+        "pure Python: the sources changed after the compiled build (reinstall)",
+    )
 
 
 def test_an_added_source_makes_the_build_stale(package: Path, stamp: types.ModuleType) -> None:
@@ -227,8 +259,13 @@ def test_the_environment_variable_wins(
     package: Path, stamp: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
+    give_extensions(package, "reader", "writer")
+    assert _build.choose(package, "stand_in_stamp") == (True, "compiled with mypyc")
     monkeypatch.setenv("WSPROTO_CORE_PURE_PYTHON", "1")
-    assert _build.choose(package, "stand_in_stamp")[0] is False
+    assert _build.choose(package, "stand_in_stamp") == (
+        False,
+        "pure Python: WSPROTO_CORE_PURE_PYTHON is set",
+    )
 
 
 def test_a_stamp_run_as_source_is_no_build(package: Path, stamp: types.ModuleType) -> None:
@@ -249,6 +286,14 @@ def test_a_stamp_of_another_copy_is_no_build(package: Path, stamp: types.ModuleT
     assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
 
 
+def test_a_stamp_with_no_file_is_no_build(package: Path, stamp: types.ModuleType) -> None:
+    """(a built-in or frozen module has no __file__): choose does not raise"""
+    del stamp.__file__
+    stamp.SOURCE_DIGEST = _build.source_digest(_build.digested_sources(package))  # type: ignore[attr-defined]
+    give_extensions(package, "reader", "writer")
+    assert _build.choose(package, "stand_in_stamp") == (False, "pure Python: not compiled")
+
+
 def test_no_stamp_is_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WSPROTO_CORE_PURE_PYTHON", raising=False)
     package = make_package(tmp_path)
@@ -261,8 +306,10 @@ def test_the_source_finder_refuses_machine_code_without_source(tmp_path: Path) -
     package = make_package(tmp_path)
     give_extensions(package, "reader", "removed_module", "_speedups", "_mypyc__mypyc")
     finder = _build._SourceFinder(package, frozenset({"reader.py"}))
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(ModuleNotFoundError) as raised:
         finder.find_spec("wsproto_core.removed_module", None)
+    assert str(raised.value) == "No module named 'wsproto_core.removed_module' (a stale build)"
+    assert raised.value.name == "wsproto_core.removed_module"
     assert finder.find_spec("wsproto_core._speedups", None) is None  # left to the default
     assert finder.find_spec("wsproto_core._mypyc__mypyc", None) is None
 
@@ -277,6 +324,62 @@ def test_loading_again_replaces_the_finder(tmp_path: Path) -> None:
         assert len(finders) == 1
     finally:
         sys.meta_path[:] = before
+
+
+def the_source_finder() -> _build._SourceFinder:
+    [finder] = [f for f in sys.meta_path if isinstance(f, _build._SourceFinder)]
+    return finder
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_only_the_compiled_build_leaves_its_modules_to_the_default_finder(
+    tmp_path: Path, compiled: bool
+) -> None:
+    """The compiled build's modules, and its stamp, load as machine code when
+    it runs; when the source runs, every module loads from its `.py`."""
+    package = make_package(tmp_path)
+    (package / _build.STAMP_MODULE).write_text('SOURCE_DIGEST = ""\n')
+    before = list(sys.meta_path)
+    try:
+        _build.load_modules(package, compiled=compiled)
+        finder = the_source_finder()
+        origins = {}
+        for stem in ("reader", "writer", "events", "_compiled_from"):
+            spec = finder.find_spec(f"wsproto_core.{stem}", None)
+            origins[stem] = None if spec is None else spec.origin
+    finally:
+        sys.meta_path[:] = before
+    source = {stem: str(package / f"{stem}.py") for stem in origins}
+    if compiled:
+        assert origins == {**source, "reader": None, "writer": None, "_compiled_from": None}
+    else:
+        assert origins == source
+
+
+class ClaimsEveryModule(importlib.abc.MetaPathFinder):
+    """Stands in for a finder that would load a module's machine code."""
+
+    def find_spec(
+        self, fullname: str, path: object, target: object = None
+    ) -> importlib.machinery.ModuleSpec:
+        return importlib.machinery.ModuleSpec(fullname, None, origin="machine code")
+
+
+def test_the_source_finder_comes_before_every_other_finder(tmp_path: Path) -> None:
+    package = make_package(tmp_path)
+    before = list(sys.meta_path)
+    try:
+        sys.meta_path.insert(0, ClaimsEveryModule())
+        _build.load_modules(package, compiled=False)
+        # what the import system does: the first finder with an answer wins
+        spec = next(
+            spec
+            for finder in sys.meta_path
+            if (spec := finder.find_spec("wsproto_core.writer", None)) is not None
+        )
+    finally:
+        sys.meta_path[:] = before
+    assert spec.origin == str(package / "writer.py")
 
 
 def test_the_source_finder_leaves_only_the_compiled_modules(tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ from wsproto_core import (
     HandshakeAccepted,
     HandshakeFailed,
     HandshakeRejected,
+    PerMessageDeflate,
     State,
     TextMessage,
 )
+from wsproto_core.extensions import ExtensionOffer
 from wsproto_core.handshake import accept_token
 from wsproto_core.http import parse_request_head
 
@@ -168,3 +170,14 @@ def test_eof_before_response_fails() -> None:
     assert client.receive_eof() == [
         HandshakeFailed(status=None, reason="connection closed before the handshake response")
     ]
+
+
+def test_handshake_accepted_reports_the_agreed_extensions_and_the_headers() -> None:
+    client, key = new_client(compression=PerMessageDeflate())
+    data = response(key, Sec_WebSocket_Extensions="permessage-deflate", X_Served_By="test")
+    [event] = client.receive_data(data)
+    assert isinstance(event, HandshakeAccepted)
+    assert event.extensions == (ExtensionOffer(name="permessage-deflate"),)
+    assert event.extensions == client.extensions
+    assert event.headers.get("x-served-by") == "test"
+    assert event.headers.get("sec-websocket-accept") == accept_token(key)

@@ -321,3 +321,40 @@ def test_client_and_server_talk_compressed_both_ways() -> None:
     client.send_ping(b"x")
     assert server.receive_data(client.data_to_send())
     assert client.receive_data(server.data_to_send()) == [Pong(payload=b"x")]
+
+
+def test_a_final_block_may_end_in_a_frame_before_the_last() -> None:
+    """A peer may end its deflate stream with a final block (RFC 7692
+    section 7.2.3.4). Nothing follows it but the tail, even when the
+    block ends before the message's last frame."""
+    server = compressed_server()
+    first = frame(0x2, deflate(b"x", final_block=True), fin=False, rsv=0x40)
+    assert server.receive_data(first) == []
+    assert server.receive_data(frame(0x0, b"")) == [BytesMessage(data=b"x")]
+
+
+def test_data_after_the_end_of_a_deflate_stream_is_named() -> None:
+    server = compressed_server()
+    [failed] = server.receive_data(frame(0x2, deflate(b"x", final_block=True) + b"junk", rsv=0x40))
+    assert failed == ConnectionFailed(code=1007, reason="data after the end of a deflate stream")
+
+
+def test_without_context_takeover_a_reference_to_the_last_message_is_invalid() -> None:
+    """Once the server answered client_no_context_takeover, it inflates each
+    message from an empty window. A back-reference into the previous message
+    is then invalid data (1007). With context takeover it is a message."""
+    stream = zlib.compressobj(6, zlib.DEFLATED, -15)
+    text = b"the same words, the same words, again and again"
+    first = frame(0x2, (stream.compress(text) + stream.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=0x40)
+    second = frame(0x2, (stream.compress(text) + stream.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=0x40)
+
+    server = compressed_server("permessage-deflate")
+    assert server.receive_data(first) == [BytesMessage(data=text)]
+    assert server.receive_data(second) == [BytesMessage(data=text)]
+
+    server = compressed_server("permessage-deflate; client_no_context_takeover")
+    assert server.receive_data(first) == [BytesMessage(data=text)]
+    [failed] = server.receive_data(second)
+    assert isinstance(failed, ConnectionFailed)
+    assert failed.code == 1007
+    assert failed.reason.startswith("invalid compressed data (")

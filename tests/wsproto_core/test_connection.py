@@ -3,6 +3,7 @@ end of file, and the timers driven by the adapter's clock."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +15,7 @@ from wsproto_core import (
     ConnectionFailed,
     HandshakeFailed,
     LocalProtocolError,
+    PerMessageDeflate,
     Ping,
     Pong,
     ServerConnection,
@@ -22,7 +24,7 @@ from wsproto_core import (
 )
 from wsproto_core.events import Event
 
-from .wire import frame, open_client, open_pair, open_server
+from .wire import frame, open_client, open_pair, open_server, upgrade_request
 
 # -- automatic replies -------------------------------------------------------
 
@@ -479,3 +481,139 @@ def test_every_ping_is_answered_and_unsent_pongs_are_counted() -> None:
     server.receive_data(frame(0x9, b"x"))
     server.chunks_to_send()
     assert server.unsent_pong_bytes == 0
+
+
+# -- exact messages, boundaries and defaults ----------------------------------
+
+
+def _opened_client() -> ClientConnection:
+    return open_pair()[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "command", "error", "message"),
+    [
+        (
+            lambda: ClientConnection("h"),
+            lambda c: c.send_text("x"),
+            LocalProtocolError,
+            r"^the opening handshake is not complete$",
+        ),
+        (
+            lambda: ClientConnection("h"),
+            lambda c: c.close(),
+            LocalProtocolError,
+            r"^the opening handshake is not complete; nothing to close$",
+        ),
+        (
+            _opened_client,
+            lambda c: c.send_ping(bytes(126)),
+            LocalProtocolError,
+            r"^control frame payloads are limited to 125 bytes$",
+        ),
+        (
+            _opened_client,
+            lambda c: c.send_text(b"x"),
+            TypeError,
+            # the compiled build checks the type first, in its own words
+            r"^(send_text takes str, not|str object expected; got) bytes$",
+        ),
+        (
+            _opened_client,
+            lambda c: c.send_bytes("x"),
+            TypeError,
+            r"^send_bytes takes bytes, not str$",
+        ),
+    ],
+)
+def test_local_misuse_is_refused_with_its_exact_message(
+    make: Callable[[], ClientConnection],
+    command: Callable[[ClientConnection], None],
+    error: type[Exception],
+    message: str,
+) -> None:
+    client = make()
+    with pytest.raises(error, match=message):
+        command(client)
+
+
+def test_control_frames_carry_up_to_125_bytes() -> None:
+    client, server = open_pair()
+    client.send_ping(b"p" * 125)
+    client.send_pong(b"q" * 125)
+    assert server.receive_data(client.data_to_send()) == [
+        Ping(payload=b"p" * 125),
+        Pong(payload=b"q" * 125),
+    ]
+
+
+def test_send_ping_without_argument_sends_an_empty_ping() -> None:
+    client, server = open_pair()
+    client.send_ping()
+    assert server.receive_data(client.data_to_send()) == [Ping(payload=b"")]
+
+
+def test_a_failure_sets_close_code_and_close_reason() -> None:
+    server = open_server()
+    server.receive_data(frame(0x3, b""))
+    assert (server.close_code, server.close_reason) == (1002, "reserved opcode 0x3")
+    eof = open_server()
+    eof.receive_eof()
+    assert (eof.close_code, eof.close_reason) == (1006, "peer closed without a close frame")
+
+
+def test_failure_reason_is_cut_to_the_123_bytes_a_close_frame_holds() -> None:
+    client, server = open_pair()
+    events: list[Event] = []
+    server._fail(1011, "x" * 200, events)
+    assert events == [ConnectionFailed(code=1011, reason="x" * 200)]
+    [event] = client.receive_data(server.data_to_send())
+    assert event == CloseReceived(code=1011, reason="x" * 123)
+
+
+def test_failure_pending_stays_a_bool_once_closed() -> None:
+    failed = open_server()
+    failed.receive_data(frame(0x3, b""))
+    assert failed.failure_pending is False
+    client, server = open_pair()
+    client.close()
+    server.receive_data(client.data_to_send())
+    assert server.state is State.CLOSED
+    assert server.failure_pending is False
+
+
+def test_send_bytes_compress_overrides_the_size_threshold() -> None:
+    server = ServerConnection(compression=PerMessageDeflate(min_size=32))
+    offer = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
+    server.receive_data(upgrade_request(extra=offer))
+    server.accept()
+    server.data_to_send()
+    server.send_bytes(b"short", compress=True)
+    server.send_bytes(b"long enough to be compressed" * 4, compress=False)
+    out = server.data_to_send()
+    assert out[0] == 0xC2  # FIN, RSV1, binary: compressed though short
+    second = out[2 + out[1] :]
+    assert second[:2] == b"\x82\x70"  # FIN, binary, 112 bytes: sent as is
+    assert second[2:] == b"long enough to be compressed" * 4
+
+
+def test_a_peer_that_agreed_to_no_context_takeover_may_not_refer_back() -> None:
+    """RFC 7692 section 7.1.1.1: after client_no_context_takeover, each
+    message the client sends starts from an empty window. A message that
+    refers back to the previous one is invalid, and we must not decode it
+    with a window we should have dropped."""
+    server = ServerConnection(compression=PerMessageDeflate())
+    offer = (("Sec-WebSocket-Extensions", "permessage-deflate; client_no_context_takeover"),)
+    server.receive_data(upgrade_request(extra=offer))
+    server.accept()
+    stream = zlib.compressobj(6, zlib.DEFLATED, -9)  # keeps its window: breaks the deal
+    text = b"the same words, the same words, the same words"
+    first = stream.compress(text) + stream.flush(zlib.Z_SYNC_FLUSH)
+    second = stream.compress(text) + stream.flush(zlib.Z_SYNC_FLUSH)
+    assert server.receive_data(frame(0x1, first[:-4], rsv=0x40)) == [
+        TextMessage(data=text.decode())
+    ]
+    [event] = server.receive_data(frame(0x1, second[:-4], rsv=0x40))
+    assert isinstance(event, ConnectionFailed)
+    assert event.code == 1007
+    assert event.reason.startswith("invalid compressed data")

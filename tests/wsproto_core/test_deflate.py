@@ -131,6 +131,16 @@ def test_server_with_rfc_defaults_says_nothing_it_need_not() -> None:
     )
 
 
+def test_server_names_the_window_it_was_asked_for_even_at_15() -> None:
+    """An offer's server_max_window_bits is always answered, even when the
+    answer is the RFC's default of 15."""
+    settings = PerMessageDeflate(window_bits=15)
+    assert response_text("permessage-deflate; server_max_window_bits=15", settings) == (
+        "permessage-deflate; server_max_window_bits=15"
+    )
+    assert response_text("permessage-deflate", settings) == "permessage-deflate"
+
+
 def test_server_asks_for_its_own_and_the_clients_no_context_takeover() -> None:
     settings = PerMessageDeflate(no_context_takeover=True, peer_no_context_takeover=True)
     negotiated = server_agreement(offers("permessage-deflate"), settings)
@@ -155,6 +165,7 @@ def test_server_asks_for_its_own_and_the_clients_no_context_takeover() -> None:
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; client_max_window_bits=016",  # leading zero
         "permessage-deflate; client_max_window_bits=1x",
+        "permessage-deflate; client_max_window_bits=09",  # leading zero, in range
         "permessage-deflate; server_no_context_takeover=1",  # a flag with a value
         "permessage-deflate; client_no_context_takeover=yes",
     ],
@@ -221,21 +232,45 @@ def test_client_without_a_deflate_answer_has_no_agreement() -> None:
 @pytest.mark.parametrize(
     ("response", "reason"),
     [
-        ("permessage-deflate, permessage-deflate", "twice"),
-        ("permessage-deflate; foo", "unknown"),
-        ("permessage-deflate; client_max_window_bits", "needs a value"),
-        ("permessage-deflate; server_max_window_bits=20", "outside 8-15"),
-        ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", "repeated"),
+        ("permessage-deflate, permessage-deflate", "server accepted permessage-deflate twice"),
+        ("permessage-deflate; foo", "unknown permessage-deflate parameter 'foo'"),
+        (
+            "permessage-deflate; client_max_window_bits",
+            "client_max_window_bits needs a value",
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=20",
+            "server_max_window_bits=20 is outside 8-15",
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=09",
+            "server_max_window_bits='09' is not a window size",
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "server_no_context_takeover repeated in the permessage-deflate response",
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover=1",
+            "client_no_context_takeover takes no value",
+        ),
     ],
 )
 def test_client_refuses_an_invalid_response(response: str, reason: str) -> None:
-    with pytest.raises(HandshakeViolation, match=reason):
+    """The status is the response's own (101), as for every other fault of
+    an accepting response."""
+    with pytest.raises(HandshakeViolation) as caught:
         check(response)
+    assert (caught.value.status, caught.value.reason) == (101, reason)
 
 
 def test_client_refuses_a_server_that_ignores_its_no_context_takeover_request() -> None:
-    with pytest.raises(HandshakeViolation, match="server_no_context_takeover"):
+    with pytest.raises(HandshakeViolation) as caught:
         check("permessage-deflate", PerMessageDeflate(peer_no_context_takeover=True))
+    assert (caught.value.status, caught.value.reason) == (
+        101,
+        "server ignored our server_no_context_takeover",
+    )
 
 
 def client_after_response(extension_header: str) -> tuple[ClientConnection, list[object]]:
@@ -249,8 +284,7 @@ def client_after_response(extension_header: str) -> tuple[ClientConnection, list
 def test_client_fails_the_handshake_on_an_invalid_response_without_raising() -> None:
     client, events = client_after_response("permessage-deflate; client_max_window_bits=99")
     [failed] = events
-    assert isinstance(failed, HandshakeFailed)
-    assert "client_max_window_bits" in failed.reason
+    assert failed == HandshakeFailed(status=101, reason="client_max_window_bits=99 is outside 8-15")
     assert client.state is State.CLOSED
     assert client.should_close_transport
 

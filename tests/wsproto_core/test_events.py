@@ -137,3 +137,53 @@ def test_the_reader_uses_the_fastest_constructor_there_is() -> None:
 
     c_in_use = masking.apply_mask is masking.apply_mask_c
     assert isinstance(events.new_text_message, events.c_constructor or ()) == c_in_use  # type: ignore[arg-type]
+
+
+def test_a_wrong_number_of_values_names_the_type_and_the_count() -> None:
+    with pytest.raises(TypeError) as raised:
+        events.python_constructor(TextFragment, "data", "final")("only one")
+    assert str(raised.value) == "TextFragment constructor takes 2 positional arguments"
+
+
+def test_fields_out_of_order_are_named_in_the_error() -> None:
+    with pytest.raises(TypeError) as raised:
+        events._constructor(TextFragment, "final", "data")
+    assert str(raised.value) == "TextFragment's fields are not ('final', 'data')"
+
+
+@pytest.mark.parametrize(("cls", "fields", "values"), CASES)
+def test_every_field_in_order_makes_a_constructor_of_that_type(
+    cls: type, fields: tuple[str, ...], values: tuple[object, ...]
+) -> None:
+    made = events._constructor(cls, *fields)(*values)
+    assert type(made) is cls
+    assert made == cls(**dict(zip(fields, values, strict=True)))
+
+
+class StandInC:
+    """Records what `_constructor` asks of the C constructor."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any) -> Callable[..., Any]:
+        self.calls.append(args)
+        return events.python_constructor(*args)
+
+
+@pytest.mark.parametrize(
+    ("built", "pure_python", "uses_c"),
+    [(True, None, True), (True, "1", False), (False, None, False), (False, "1", False)],
+)
+def test_the_c_constructor_serves_when_built_and_not_refused(
+    monkeypatch: pytest.MonkeyPatch, built: bool, pure_python: str | None, uses_c: bool
+) -> None:
+    stand_in = StandInC()
+    monkeypatch.setattr(events, "c_constructor", stand_in if built else None)
+    if pure_python is None:
+        monkeypatch.delenv("WSPROTO_CORE_PURE_PYTHON", raising=False)
+    else:
+        monkeypatch.setenv("WSPROTO_CORE_PURE_PYTHON", pure_python)
+    make = events._constructor(TextFragment, "data", "final")
+    assert stand_in.calls == ([(TextFragment, "data", "final")] if uses_c else [])
+    assert make("x", True) == TextFragment(data="x", final=True)

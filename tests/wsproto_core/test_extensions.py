@@ -37,13 +37,23 @@ def test_empty_header_means_no_offers() -> None:
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["; a", "a;", "a; =b", "a; b=", 'a; b="c d"', 'a; b="unterminated', "a b", "a; b=c d", "a=b"],
+    ("value", "reason"),
+    [
+        ("; a", "expected an extension name in Sec-WebSocket-Extensions"),
+        ("a;", "expected a parameter name in Sec-WebSocket-Extensions"),
+        ("a; =b", "expected a parameter name in Sec-WebSocket-Extensions"),
+        ("a; b=", "expected a parameter value in Sec-WebSocket-Extensions"),
+        ('a; b="c d"', "quoted extension parameter is not a token"),
+        ('a; b="unterminated', "expected a parameter value in Sec-WebSocket-Extensions"),
+        ("a b", "malformed Sec-WebSocket-Extensions"),
+        ("a; b=c d", "malformed Sec-WebSocket-Extensions"),
+        ("a=b", "malformed Sec-WebSocket-Extensions"),
+    ],
 )
-def test_syntax_errors_are_400(value: str) -> None:
+def test_syntax_errors_are_400_with_what_was_expected(value: str, reason: str) -> None:
     with pytest.raises(HandshakeViolation) as caught:
         parse_extensions([value])
-    assert caught.value.status == 400
+    assert (caught.value.status, caught.value.reason) == (400, reason)
 
 
 tokens = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12)

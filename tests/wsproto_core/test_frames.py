@@ -36,3 +36,20 @@ def test_build_close_payload_refuses_what_the_rfc_forbids() -> None:
     assert len(build_close_payload(1000, "x" * 123)) == 125
     with pytest.raises(LocalProtocolError):
         build_close_payload(1000, "x" * 124)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "message"),
+    [
+        (None, "reason", "a close reason needs a close code"),
+        (1006, "", "close code 1006 may not be sent"),
+        (1000, "x" * 124, "close reason is longer than 123 bytes once encoded as UTF-8"),
+        (1000, "é" * 62, "close reason is longer than 123 bytes once encoded as UTF-8"),
+    ],
+)
+def test_build_close_payload_says_what_it_refuses(
+    code: int | None, reason: str, message: str
+) -> None:
+    with pytest.raises(LocalProtocolError) as caught:
+        build_close_payload(code, reason)
+    assert str(caught.value) == message

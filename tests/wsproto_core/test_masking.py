@@ -60,7 +60,7 @@ def test_masking_twice_is_identity(
 
 @pytest.mark.parametrize("apply", IMPLEMENTATIONS)
 def test_mask_must_be_four_bytes(apply: Callable[[bytes, bytes], bytes]) -> None:
-    with pytest.raises(ValueError, match="4 bytes"):
+    with pytest.raises(ValueError, match=r"^mask must be 4 bytes$"):
         apply(b"data", b"abc")
 
 

@@ -3,6 +3,8 @@ rule of RFC 6455 section 5, each checking the exact close code."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from wsproto_core import (
@@ -12,14 +14,52 @@ from wsproto_core import (
     ConnectionFailed,
     Ping,
     Pong,
+    ServerConnection,
     State,
     TextFragment,
     TextMessage,
 )
 from wsproto_core.compression import MessageDecompressor
+from wsproto_core.events import Event
 from wsproto_core.reader import FrameReader
 
 from .wire import MASK, frame, kinds, open_client, open_server
+
+
+def compressed_reader(*, max_message_size: int | None, streaming: bool = False) -> FrameReader:
+    """A server's reader with permessage-deflate."""
+    return FrameReader(
+        expect_masked=True,
+        max_message_size=max_message_size,
+        max_frame_size=None,
+        streaming=streaming,
+        decompressor=MessageDecompressor(window_bits=15, reset=False),
+    )
+
+
+def deflate_parts(*parts: bytes, level: int = 6) -> list[bytes]:
+    """One message compressed as a peer does, flushed after each part so
+    that each piece inflates to its part alone (the tail of the last one
+    stripped, RFC 7692 section 7.2.1)."""
+    stream = zlib.compressobj(level, zlib.DEFLATED, -15)
+    pieces = [stream.compress(part) + stream.flush(zlib.Z_SYNC_FLUSH) for part in parts]
+    pieces[-1] = pieces[-1][:-4]
+    return pieces
+
+
+def payload_of(sizes: list[int]) -> list[bytes]:
+    """Distinct payloads of these sizes, so that a misparse shows."""
+    return [bytes((i + n) % 251 for i in range(n)) for n in sizes]
+
+
+def fragments(sizes: list[int]) -> bytes:
+    """A binary message in frames of these payload sizes, all in one buffer."""
+    last = len(sizes) - 1
+    return b"".join(
+        frame(0x2 if i == 0 else 0x0, payload, fin=i == last)
+        for i, payload in enumerate(payload_of(sizes))
+    )
+
 
 # -- RFC 6455 section 5.7, byte for byte -------------------------------------
 
@@ -96,9 +136,10 @@ def test_reserved_opcode_fails_with_1002(opcode: int) -> None:
 def test_reserved_bits_without_extension_fail_with_1002(rsv: int, opcode: int) -> None:
     server = open_server()
     [event] = server.receive_data(frame(opcode, b"x", rsv=rsv))
-    assert isinstance(event, ConnectionFailed)
-    assert event.code == 1002
-    assert "reserved bits" in event.reason
+    if opcode & 0x8:
+        assert event == ConnectionFailed(code=1002, reason="reserved bits set on a control frame")
+    else:
+        assert event == ConnectionFailed(code=1002, reason="reserved bits set without an extension")
 
 
 def test_reader_with_a_decompressor_claims_rsv1_only() -> None:
@@ -114,6 +155,17 @@ def test_reader_with_a_decompressor_claims_rsv1_only() -> None:
     reader.feed(frame(0x2, b"z", rsv=0x20))
     assert reader.failure is not None
     assert reader.failure.code == 1002
+    assert reader.failure.reason == "reserved bits set without an extension"
+
+
+def test_rsv1_on_a_continuation_frame_fails_with_1002() -> None:
+    reader = compressed_reader(max_message_size=None)
+    reader.feed(frame(0x2, b"x", fin=False, rsv=0x40) + frame(0x0, b"y", rsv=0x40))
+    assert reader.failure is not None
+    assert (reader.failure.code, reader.failure.reason) == (
+        1002,
+        "RSV1 set on a continuation frame",
+    )
 
 
 @pytest.mark.parametrize("opcode", [0x8, 0x9, 0xA])
@@ -367,3 +419,204 @@ def test_reader_ignores_input_after_close_or_failure() -> None:
     broken.feed(frame(0x1, b"x", mask=None))
     assert broken.failure is not None
     assert broken.feed(frame(0x1, b"late")) == []
+
+
+# -- limits, however the fragments arrive ------------------------------------
+# A series of small fragments in one buffer is taken by a fast path
+# (`_gather`), larger ones one by one: both must count every byte.
+
+
+def receive_all(server: ServerConnection, data: bytes) -> list[Event]:
+    """The events of `data`, with a failure held after messages (see
+    `failure_pending`) applied at once."""
+    return server.receive_data(data) + server.apply_pending_failure()
+
+
+def received(events: list[Event], *, streaming: bool) -> bytes:
+    """The payload of `events`, checked to be one whole message."""
+    [event] = events
+    if streaming:
+        assert isinstance(event, BytesFragment)
+        assert event.final
+    else:
+        assert isinstance(event, BytesMessage)
+    return event.data
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize(
+    ("limit", "sizes"),
+    [
+        (100, [10, 20, 30, 40]),  # small fragments, taken together
+        (100, [60, 40, 0]),  # the one reaching the limit is not the last
+        (1000, [300, 300, 300, 100]),  # large fragments, taken one by one
+    ],
+)
+def test_fragments_may_reach_the_message_limit_but_not_pass_it(
+    limit: int, sizes: list[int], streaming: bool
+) -> None:
+    assert sum(sizes) == limit
+    server = open_server(max_message_size=limit, streaming=streaming)
+    events = receive_all(server, fragments(sizes))
+    assert received(events, streaming=streaming) == b"".join(payload_of(sizes))
+    # One byte more, in the fragment that reaches the limit: its header
+    # fails the message, and only the fragments before it are delivered.
+    reaching = len(sizes) - 1 if sizes[-1] else len(sizes) - 2
+    over = [size + (i == reaching) for i, size in enumerate(sizes)]
+    server = open_server(max_message_size=limit, streaming=streaming)
+    failed = ConnectionFailed(code=1009, reason="message exceeds the size limit")
+    before = b"".join(payload_of(over)[:reaching])
+    expected = [BytesFragment(data=before, final=False), failed] if streaming else [failed]
+    assert receive_all(server, fragments(over)) == expected
+
+
+@pytest.mark.parametrize(
+    ("limit", "sizes"),
+    [
+        (50, [10, 50, 0]),  # small fragments, taken together
+        (200, [10, 126, 200, 0]),  # one with a 16-bit length among them
+    ],
+)
+def test_fragments_may_reach_the_frame_limit_but_not_pass_it(limit: int, sizes: list[int]) -> None:
+    server = open_server(max_frame_size=limit, max_message_size=None)
+    events = receive_all(server, fragments(sizes))
+    assert events == [BytesMessage(data=b"".join(payload_of(sizes)))]
+    over = [size + (size == limit) for size in sizes]
+    server = open_server(max_frame_size=limit, max_message_size=None)
+    assert receive_all(server, fragments(over)) == [
+        ConnectionFailed(code=1009, reason=f"frame of {limit + 1} bytes exceeds the limit")
+    ]
+
+
+def test_each_message_has_the_whole_limit() -> None:
+    """What a fragmented message counted against the limit ends with it."""
+    first = frame(0x2, b"ab", fin=False) + frame(0x0, b"cd")
+    server = open_server(max_message_size=100)
+    assert receive_all(server, first + frame(0x2, bytes(100))) == [
+        BytesMessage(data=b"abcd"),
+        BytesMessage(data=bytes(100)),
+    ]
+    server = open_server(max_message_size=100)
+    assert receive_all(server, first + frame(0x2, bytes(101))) == [
+        BytesMessage(data=b"abcd"),
+        ConnectionFailed(code=1009, reason="message exceeds the size limit"),
+    ]
+
+
+# -- the masking direction, within a series of fragments ---------------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"xyz"])
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_a_fragment_masked_the_wrong_way_fails_among_good_ones(payload: bytes, role: str) -> None:
+    good = MASK if role == "server" else None
+    bad = None if role == "server" else MASK
+    data = (
+        frame(0x2, b"a", fin=False, mask=good)
+        + frame(0x0, payload, fin=False, mask=bad)
+        + bytes(4)  # what a reader misled by the mask bit would take for a mask
+        + frame(0x0, b"bcdefgh", mask=good)
+    )
+    connection = open_server() if role == "server" else open_client()
+    reason = "unmasked frame from a client" if role == "server" else "masked frame from a server"
+    events = connection.receive_data(data) + connection.apply_pending_failure()
+    assert events == [ConnectionFailed(code=1002, reason=reason)]
+
+
+# -- what is delivered before a control frame, a violation or the end --------
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_fragments_joined_in_one_call_are_delivered_as_bytes(streaming: bool) -> None:
+    server = open_server(streaming=streaming)
+    events = server.receive_data(frame(0x2, b"ab", fin=False) + frame(0x0, b"cd", fin=False))
+    events += server.receive_data(frame(0x0, b"ef", fin=False) + frame(0x0, b"gh"))
+    events += server.receive_data(frame(0x2, b"ij", fin=False) + frame(0x0, b"kl"))
+    if streaming:
+        assert events == [
+            BytesFragment(data=b"abcd", final=False),
+            BytesFragment(data=b"efgh", final=True),
+            BytesFragment(data=b"ijkl", final=True),
+        ]
+    else:
+        assert events == [BytesMessage(data=b"abcdefgh"), BytesMessage(data=b"ijkl")]
+    # bytes == bytearray, so equality alone would not tell
+    data = [event.data for event in events if isinstance(event, BytesFragment | BytesMessage)]
+    assert [type(piece) for piece in data] == [bytes] * len(events)
+
+
+@pytest.mark.parametrize(
+    ("after", "then"),
+    [
+        (
+            frame(0x9, b"hi") + frame(0x0, b"cd"),
+            [Ping(payload=b"hi"), BytesFragment(data=b"cd", final=True)],
+        ),
+        (frame(0x3, b""), [ConnectionFailed(code=1002, reason="reserved opcode 0x3")]),
+    ],
+    ids=["ping", "violation"],
+)
+def test_streaming_delivers_the_payload_before_a_control_frame_or_a_violation(
+    after: bytes, then: list[Event]
+) -> None:
+    server = open_server(streaming=True)
+    events = receive_all(server, frame(0x2, b"ab", fin=False) + after)
+    assert events == [BytesFragment(data=b"ab", final=False), *then]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bad_utf8_gathered_before_a_violation_is_the_failure(streaming: bool) -> None:
+    """The text before the violation came first: its 1007 wins over the 1002."""
+    server = open_server(streaming=streaming)
+    events = receive_all(server, frame(0x1, b"a\xff", fin=False) + frame(0x3, b""))
+    assert events == [ConnectionFailed(code=1007, reason="text message is not valid UTF-8")]
+
+
+# -- compressed messages -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("sizes", "fits"), [([40, 40, 20], True), ([40, 40, 21], False)])
+def test_the_limit_counts_what_every_compressed_fragment_inflates_to(
+    sizes: list[int], fits: bool
+) -> None:
+    parts = payload_of(sizes)
+    pieces = deflate_parts(*parts, level=0)
+    wire = frame(0x2, pieces[0], fin=False, rsv=0x40)
+    wire += frame(0x0, pieces[1], fin=False) + frame(0x0, pieces[2])
+    reader = compressed_reader(max_message_size=100)
+    events = reader.feed(wire)
+    if fits:
+        assert events == [BytesMessage(data=b"".join(parts))]
+        assert reader.failure is None
+    else:
+        assert events == []
+        assert reader.failure is not None
+        assert (reader.failure.code, reader.failure.reason) == (
+            1009,
+            "message exceeds the size limit once decompressed",
+        )
+
+
+def test_a_compressed_message_is_limited_by_its_inflated_size_not_its_wire_size() -> None:
+    [payload] = payload_of([100])
+    [stored] = deflate_parts(payload, level=0)  # stored as is: longer on the wire
+    assert len(stored) > 100
+    reader = compressed_reader(max_message_size=100)
+    assert reader.feed(frame(0x2, stored, rsv=0x40)) == [BytesMessage(data=payload)]
+
+
+def test_a_compressed_text_past_the_limit_fails_with_1009_after_a_fragmented_one() -> None:
+    """The first message ends joined from two pieces; the second must still
+    be checked as UTF-8 up to the limit, then fail with 1009."""
+    reader = compressed_reader(max_message_size=100)
+    first = deflate_parts(b"hello ", b"world")
+    assert reader.feed(frame(0x1, first[0], fin=False, rsv=0x40) + frame(0x0, first[1])) == [
+        TextMessage(data="hello world")
+    ]
+    [second] = deflate_parts(b"a" * 200)
+    assert reader.feed(frame(0x1, second, fin=False, rsv=0x40)) == []
+    assert reader.failure is not None
+    assert (reader.failure.code, reader.failure.reason) == (
+        1009,
+        "message exceeds the size limit once decompressed",
+    )

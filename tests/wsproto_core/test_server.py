@@ -348,3 +348,66 @@ def test_application_headers_win_over_defaults() -> None:
     )
     _, headers, body = response_of(server)
     assert (headers["content-length"], headers["connection"], body) == ("3", "keep-alive", b"abc")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            upgrade_request(extra=(("Content-Length", "5"),)),
+            HandshakeFailed(status=400, reason="a WebSocket handshake has no body"),
+        ),
+        (
+            upgrade_request(extra=(("Transfer-Encoding", "chunked"),)),
+            HandshakeFailed(status=400, reason="a WebSocket handshake has no body"),
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            HandshakeFailed(status=501, reason="chunked request bodies are not supported"),
+        ),
+    ],
+)
+def test_a_request_body_the_core_refuses_is_answered_with_its_exact_reason(
+    data: bytes, expected: HandshakeFailed
+) -> None:
+    server = ServerConnection()
+    assert server.receive_data(data) == [expected]
+    status, _, body = response_of(server)
+    assert (status, body) == (expected.status, (expected.reason + "\n").encode())
+
+
+def test_accept_without_a_pending_handshake_says_so() -> None:
+    server = ServerConnection()
+    with pytest.raises(LocalProtocolError) as raised:
+        server.accept()
+    assert str(raised.value) == "accept() answers a HandshakeRequest, and none is pending"
+
+
+def test_plain_request_body_of_exactly_the_limit_is_read() -> None:
+    server = ServerConnection(max_message_size=10)
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n"
+    [event] = server.receive_data(head + b"0123456789")
+    assert isinstance(event, HttpRequest)
+    assert event.body == b"0123456789"
+
+
+def test_data_up_to_the_handshake_limit_waits_for_the_answer() -> None:
+    server = ServerConnection(max_handshake_size=2048)
+    server.receive_data(upgrade_request())
+    early = frame(0x2, bytes(2040))  # 2 + 2 + 4 + 2040 = 2048 bytes
+    assert len(early) == 2048
+    assert server.receive_data(early) == []
+    assert server.accept() == [BytesMessage(data=bytes(2040))]
+
+
+def test_a_new_server_has_no_request_no_early_data_and_is_not_a_client() -> None:
+    server = ServerConnection()
+    assert server.request is None
+    assert server.is_client is False
+    assert server.take_early_data() == b""
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert server.request is None  # a plain request is not a HandshakeRequest
+    upgraded = ServerConnection()
+    upgraded.receive_data(upgrade_request())
+    upgraded.accept()
+    assert upgraded.take_early_data() == b""  # accept() read it all

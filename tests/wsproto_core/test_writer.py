@@ -37,3 +37,15 @@ def test_large_non_bytes_payload_is_copied_into_bytes() -> None:
 def test_frame_bytes_uses_each_length_encoding() -> None:
     for size, header in [(5, "8205"), (256, "827e0100"), (65536, "827f0000000000010000")]:
         assert frame_bytes(0x2, bytes(size)) == bytes.fromhex(header) + bytes(size)
+
+
+def test_payloads_from_4096_bytes_on_are_queued_apart_without_a_copy() -> None:
+    """For `chunks_to_send`: a large payload reaches the transport as is."""
+    out: list[bytes] = []
+    writer = FrameWriter(mask=False, out=out)
+    small, large = bytes(4095), bytes(4096)
+    writer.write(0x2, small)
+    writer.write(0x2, large)
+    assert out[0] == bytes.fromhex("827e0fff") + small
+    assert out[1:] == [bytes.fromhex("827e1000"), large]
+    assert out[2] is large
