@@ -111,6 +111,14 @@ def _check_size(name: str, value: int | None) -> int | None:
     return value
 
 
+def _check_head_limit(name: str, value: int) -> int:
+    """A bound on the HTTP head is never lifted: a peer could send headers
+    for ever before the connection knows what it is."""
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
 def _check_delay(name: str, value: float | None) -> float | None:
     if value is not None and not value > 0:
         raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
@@ -122,8 +130,8 @@ class Connection:
 
     Limits: `max_message_size` bounds a reassembled message (1009 past it,
     decided from frame headers before any payload is kept); `max_frame_size`
-    bounds one frame; `max_handshake_size` and `max_header_count` bound the
-    HTTP head. None lifts a limit.
+    bounds one frame; None lifts either. `max_handshake_size` and
+    `max_header_count` bound the HTTP head, always.
 
     Timers, in seconds on whatever monotonic clock the adapter uses (None
     turns one off): `open_timeout` for the opening handshake;
@@ -195,8 +203,8 @@ class Connection:
         self._client = client
         self.max_message_size = _check_size("max_message_size", max_message_size)
         self.max_frame_size = _check_size("max_frame_size", max_frame_size)
-        self.max_handshake_size: int = _check_size("max_handshake_size", max_handshake_size) or 0
-        self.max_header_count: int = _check_size("max_header_count", max_header_count) or 0
+        self.max_handshake_size = _check_head_limit("max_handshake_size", max_handshake_size)
+        self.max_header_count = _check_head_limit("max_header_count", max_header_count)
         self.streaming = streaming
         self._ping_interval = _check_delay("ping_interval", ping_interval)
         self._ping_timeout = _check_delay("ping_timeout", ping_timeout)

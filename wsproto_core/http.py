@@ -115,7 +115,9 @@ def take_head(buffer: bytearray, *, max_size: int, what: str, status: int) -> by
     """
     end = buffer.find(b"\r\n\r\n")
     if end < 0 or end + 4 > max_size:
-        if end >= 0 or len(buffer) > max_size:
+        # `max_size` bytes without a whole blank line: the head's end is
+        # still to come, so the head is longer than that.
+        if end >= 0 or len(buffer) >= max_size:
             raise HandshakeViolation(status, f"{what} head is over {max_size} bytes")
         return None
     head = bytes(buffer[:end])

@@ -135,6 +135,12 @@ def test_oversized_response_head_fails() -> None:
     assert event == HandshakeFailed(status=None, reason="response head is over 100 bytes")
 
 
+def test_a_response_head_that_fills_the_limit_without_its_end_fails_at_once() -> None:
+    client, _ = new_client(max_handshake_size=100)
+    [event] = client.receive_data(b"HTTP/1.1 101 OK\r\nX: " + b"a" * 77 + b"\r\n\r")
+    assert event == HandshakeFailed(status=None, reason="response head is over 100 bytes")
+
+
 def test_rejection_with_content_length_reports_body() -> None:
     client, _ = new_client()
     head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\n"

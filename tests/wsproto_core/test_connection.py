@@ -3,6 +3,7 @@ end of file, and the timers driven by the adapter's clock."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from wsproto_core import (
     BytesMessage,
     ClientConnection,
     CloseReceived,
+    Connection,
     ConnectionFailed,
     HandshakeFailed,
     LocalProtocolError,
@@ -250,6 +252,116 @@ def test_options_are_validated() -> None:
         ServerConnection(ping_interval=-1)
     with pytest.raises(ValueError, match="open_timeout"):
         ClientConnection("h", open_timeout=0)
+
+
+_LIFTABLE_SIZE_OPTIONS = ("max_message_size", "max_frame_size")
+_HEAD_OPTIONS = ("max_handshake_size", "max_header_count")
+_SIZE_OPTIONS = _LIFTABLE_SIZE_OPTIONS + _HEAD_OPTIONS
+
+
+def _size_message(option: str, value: object) -> str:
+    lifted = " or None" if option in _LIFTABLE_SIZE_OPTIONS else ""
+    return f"{option} must be a positive integer{lifted}, not {value!r}"
+
+
+_DELAY_OPTIONS = ("open_timeout", "ping_interval", "ping_timeout", "close_timeout")
+
+
+def _either_role(**options: object) -> list[Connection]:
+    return [
+        ServerConnection(**options),  # type: ignore[arg-type]
+        ClientConnection("h", **options),  # type: ignore[arg-type]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [(name, 0, _size_message(name, 0)) for name in _SIZE_OPTIONS]
+    + [
+        (name, -2.5, f"{name} must be a positive number of seconds or None, not -2.5")
+        for name in _DELAY_OPTIONS
+    ],
+)
+def test_an_option_out_of_range_is_refused_with_its_name(
+    option: str, value: float, message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        ServerConnection(**{option: value})  # type: ignore[arg-type]
+    assert str(caught.value) == message
+    with pytest.raises(ValueError) as caught:
+        ClientConnection("h", **{option: value})  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("option", _SIZE_OPTIONS)
+def test_a_size_option_of_a_wrong_type_is_refused(option: str) -> None:
+    # ours names the option; the compiled build checks the type first
+    ours = re.escape(_size_message(option, "3"))
+    compiled = "int (or None )?object expected; got str"
+    with pytest.raises((ValueError, TypeError), match=rf"^({ours}|{compiled})$"):
+        ServerConnection(**{option: "3"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("option", _HEAD_OPTIONS)
+def test_the_bounds_of_the_http_head_cannot_be_lifted(option: str) -> None:
+    """None lifts the message and frame limits, but a head without bounds
+    would let a peer send header lines for ever. (The source quietly took
+    None as a limit of 0 and refused every handshake with 431.)"""
+    ours = re.escape(_size_message(option, None))
+    compiled = "int object expected; got None"
+    for make in (ServerConnection, lambda **o: ClientConnection("h", **o)):
+        with pytest.raises((ValueError, TypeError), match=rf"^({ours}|{compiled})$"):
+            make(**{option: None})
+
+
+def test_compression_takes_only_per_message_deflate() -> None:
+    with pytest.raises(TypeError) as caught:
+        ServerConnection(compression=True)  # type: ignore[arg-type]
+    assert str(caught.value) == "compression takes PerMessageDeflate(...) or None"
+
+
+@pytest.mark.parametrize("option", _SIZE_OPTIONS)
+def test_a_size_limit_of_one_is_allowed(option: str) -> None:
+    for connection in _either_role(**{option: 1}):
+        assert getattr(connection, option) == 1
+
+
+def test_a_message_size_limit_of_one_byte_holds() -> None:
+    server = open_server(max_message_size=1)
+    assert server.receive_data(frame(0x2, b"a")) == [BytesMessage(data=b"a")]
+    assert server.receive_data(frame(0x2, b"ab")) == [
+        ConnectionFailed(code=1009, reason="message exceeds the size limit")
+    ]
+
+
+def test_a_new_connection_reports_nothing_yet() -> None:
+    for connection in _either_role():
+        assert connection.state is State.CONNECTING
+        assert connection.subprotocol is None
+        assert connection.extensions == ()
+        assert (connection.close_code, connection.close_reason) == (None, "")
+        assert connection.failure_pending is False
+        assert connection.should_close_transport is False
+        assert connection.unsent_pong_bytes == 0
+
+
+def test_keepalive_and_close_timers_default_to_20_20_and_10_seconds() -> None:
+    client, server = open_pair()
+    assert server.next_deadline(0.0) == 20.0  # ping_interval
+    pinging = open_server(ping_interval=100.0)
+    pinging.next_deadline(0.0)
+    assert pinging.handle_timeout(100.0) == []
+    assert pinging.data_to_send()[0] == 0x89
+    assert pinging.next_deadline(100.0) == 120.0  # ping_timeout
+    assert pinging.handle_timeout(119.9) == []
+    [failed] = pinging.handle_timeout(120.0)
+    assert failed == ConnectionFailed(code=1011, reason="keepalive ping timed out")
+    closing = open_server(ping_interval=None)
+    closing.close()
+    assert closing.next_deadline(50.0) == 60.0  # close_timeout
+    [timed_out] = closing.handle_timeout(60.0)
+    assert timed_out == ConnectionFailed(code=1006, reason="close handshake timed out")
+    assert client.next_deadline(0.0) == 20.0
 
 
 # -- end of file -------------------------------------------------------------

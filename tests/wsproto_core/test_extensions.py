@@ -36,6 +36,12 @@ def test_empty_header_means_no_offers() -> None:
     assert parse_extensions(["", " , "]) == ()
 
 
+def test_commas_without_spaces_separate_offers() -> None:
+    offers = parse_extensions([",a,,b;x=1,c", ",,d"])
+    assert [offer.name for offer in offers] == ["a", "b", "c", "d"]
+    assert offers[1].params == (("x", "1"),)
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [

@@ -11,6 +11,7 @@ from wsproto_core.http import (
     build_response,
     parse_request_head,
     parse_response_head,
+    take_head,
     token_list,
     value_list,
 )
@@ -101,6 +102,24 @@ def test_value_lists_strip_only_spaces_and_tabs() -> None:
     NBSP, which a latin-1 value can hold), are part of an element."""
     headers = Headers([("P", " X ,\t\xa0, chat\x85 , ,\tXX\t")])
     assert value_list(headers, "p") == ["X", "\xa0", "chat\x85", "XX"]
+
+
+def test_token_lists_strip_only_spaces_and_tabs() -> None:
+    """So "Upgrade\xa0" (NBSP, which a latin-1 value can hold) is not the
+    upgrade token."""
+    headers = Headers([("Connection", "\tUpgrade\xa0, keep-alive\x85 ")])
+    assert token_list(headers, "connection") == ["upgrade\xa0", "keep-alive\x85"]
+
+
+def test_an_empty_head_is_taken_as_an_empty_head() -> None:
+    """A blank line at the very start ends an empty head, which the parser
+    then refuses as malformed; it does not count as too long."""
+    buffer = bytearray(b"\r\n\r\nrest")
+    assert take_head(buffer, max_size=100, what="request", status=431) == b""
+    assert buffer == b"rest"
+    with pytest.raises(HandshakeViolation) as caught:
+        parse_request_head(b"", max_header_count=10)
+    assert (caught.value.status, caught.value.reason) == (400, "malformed request line")
 
 
 def test_build_response_and_request_round_trip() -> None:

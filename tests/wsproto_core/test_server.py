@@ -155,6 +155,24 @@ def test_oversized_head_is_answered_431_before_it_ends() -> None:
     assert response_of(server)[0] == 431
 
 
+def test_a_head_that_fills_the_limit_without_its_end_is_431_at_once() -> None:
+    """`max_handshake_size` bytes with no blank line among them cannot be a
+    head that fits: the answer is 431 now, not after one more byte. (It came
+    one byte late, so a peer that sent exactly that much and closed got no
+    431 at all.)"""
+    data = upgrade_request()
+    for cut in (1, 2, 3, 4):  # the blank line missing in part or in whole
+        server = ServerConnection(max_handshake_size=len(data) - cut)
+        [event] = server.receive_data(data[: len(data) - cut])
+        assert event == HandshakeFailed(
+            status=431, reason=f"request head is over {len(data) - cut} bytes"
+        )
+        assert response_of(server)[0] == 431
+    server = ServerConnection(max_handshake_size=len(data))
+    assert server.receive_data(data[:-1]) == []  # one byte short: it may still fit
+    assert isinstance(server.receive_data(data[-1:])[0], HandshakeRequest)
+
+
 def test_head_just_over_limit_with_blank_line_is_431() -> None:
     data = upgrade_request()
     server = ServerConnection(max_handshake_size=len(data) - 1)

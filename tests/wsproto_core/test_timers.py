@@ -33,3 +33,18 @@ def test_cancel_and_disabled_timers() -> None:
     timers.start(Timer.PING, 1.0)
     timers.cancel_all()
     assert timers.next_deadline(0.0) is None
+
+
+def test_restarting_an_armed_timer_replaces_its_deadline() -> None:
+    timers = TimerSet()
+    timers.start(Timer.CLOSE, 5.0)
+    assert timers.next_deadline(0.0) == 5.0
+    timers.start(Timer.CLOSE, None)  # stops it, though it was already armed
+    assert not timers.is_running(Timer.CLOSE)
+    assert timers.pop_due(10.0) is None
+    timers.start(Timer.PING, 5.0)
+    timers.next_deadline(0.0)
+    timers.start(Timer.PING, 20.0)  # counted again from the next known time
+    assert timers.next_deadline(10.0) == 30.0
+    assert timers.pop_due(29.0) is None
+    assert timers.pop_due(30.0) is Timer.PING
