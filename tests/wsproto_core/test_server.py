@@ -232,6 +232,15 @@ def test_accept_returns_the_events_of_early_frames() -> None:
     assert server.receive_data(b"") == []
 
 
+def test_the_head_ends_at_the_first_blank_line_even_if_early_data_holds_another() -> None:
+    early = frame(0x2, b"\r\n\r\n", mask=b"\x00\x00\x00\x00")  # the bytes as sent
+    assert b"\r\n\r\n" in early
+    server = ServerConnection()
+    [request] = server.receive_data(upgrade_request() + early)
+    assert isinstance(request, HandshakeRequest)
+    assert server.accept() == [BytesMessage(data=b"\r\n\r\n")]
+
+
 def test_early_frames_can_be_left_unread_for_the_adapter() -> None:
     server = ServerConnection()
     early = frame(0x1, b"early") + frame(0x2, b"two")
