@@ -21,18 +21,28 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EndOfIteration] =
 
 class EndOfIteration:
     """Runs the flushes added during one loop iteration in a single callback,
-    in the order they were added."""
+    in the order they were added.
+
+    It holds its loop weakly: the registry below keys batches by loop
+    weakly, and a batch that held its loop would keep every loop that ever
+    had one alive."""
 
     __slots__ = ("_due", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)
         self._due: list[Callable[[], None]] = []
 
     def add(self, flush: Callable[[], None]) -> None:
         if not self._due:
-            self._loop.call_soon(self._run)
+            self._running_loop().call_soon(self._run)
         self._due.append(flush)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:  # (only its own connections use a batch, and they hold the loop)
+            raise RuntimeError("the event loop of this batch is gone")
+        return loop
 
     def _run(self) -> None:
         # Flushes added while these run (a write that ends a connection,
@@ -42,7 +52,7 @@ class EndOfIteration:
             try:
                 flush()
             except Exception as error:  # one connection's failure must not strand the rest
-                self._loop.call_exception_handler(
+                self._running_loop().call_exception_handler(
                     {"message": "error in a deferred write", "exception": error}
                 )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 from adapters.asyncio._batch import EndOfIteration, end_of_iteration
@@ -73,3 +75,17 @@ def test_each_loop_has_one_batch() -> None:
     first, second = asyncio.run(twice())
     assert first is second
     assert asyncio.run(get()) is not first  # another loop, another batch
+
+
+def test_a_batch_does_not_keep_its_loop_alive() -> None:
+    """Batches are kept per loop in a weak registry; one that held its loop
+    would keep every loop that ever sent anything (and its selector) alive."""
+    loop = asyncio.new_event_loop()
+    batch = end_of_iteration(loop)
+    batch.add(lambda: None)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
