@@ -14,20 +14,19 @@ import asyncio
 import weakref
 from collections.abc import Callable
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EndOfIteration] = (
-    weakref.WeakKeyDictionary()
-)
+# Weak both ways: a batch lives while its connections (or its scheduled
+# callback) hold it, and a loop closed with flushes still due, which hold
+# their connections and so the loop, must not be kept alive by this table.
+_by_loop: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.ReferenceType[EndOfIteration]
+] = weakref.WeakKeyDictionary()
 
 
 class EndOfIteration:
     """Runs the flushes added during one loop iteration in a single callback,
-    in the order they were added.
+    in the order they were added."""
 
-    It holds its loop weakly: the registry below keys batches by loop
-    weakly, and a batch that held its loop would keep every loop that ever
-    had one alive."""
-
-    __slots__ = ("_due", "_loop")
+    __slots__ = ("__weakref__", "_due", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
@@ -48,18 +47,27 @@ class EndOfIteration:
         # Flushes added while these run (a write that ends a connection,
         # whose callbacks send on another) go to the next callback.
         due, self._due = self._due, []
-        for flush in due:
+        for index, flush in enumerate(due):
             try:
                 flush()
             except Exception as error:  # one connection's failure must not strand the rest
                 self._running_loop().call_exception_handler(
                     {"message": "error in a deferred write", "exception": error}
                 )
+            except BaseException:  # (KeyboardInterrupt, SystemExit): the rest stay due
+                rest = due[index + 1 :]
+                if rest:
+                    if not self._due:
+                        self._running_loop().call_soon(self._run)
+                    self._due[:0] = rest
+                raise
 
 
 def end_of_iteration(loop: asyncio.AbstractEventLoop) -> EndOfIteration:
-    """The batch of this loop (made on first use, gone with the loop)."""
-    batch = _by_loop.get(loop)
+    """The batch of this loop (made on first use, gone with its connections)."""
+    known = _by_loop.get(loop)
+    batch = None if known is None else known()
     if batch is None:
-        batch = _by_loop[loop] = EndOfIteration(loop)
+        batch = EndOfIteration(loop)
+        _by_loop[loop] = weakref.ref(batch)
     return batch

@@ -54,7 +54,8 @@ class WebSocket(AsyncConnectionView):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._flush_scheduled = False
+        self._flush_scheduled = False  # later sends in this iteration wait for the batch
+        self._in_batch = False  # `_deferred_flush` is due in the batch
         self._end_of_iteration = end_of_iteration(self._loop)
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
         self.remote_address: Any = None
@@ -144,7 +145,7 @@ class WebSocket(AsyncConnectionView):
             # connection has no close to act on (if it had, the deferred
             # flush would see it). Later ones in this iteration are batched.
             self._flush_scheduled = True
-            self._end_of_iteration.add(self._deferred_flush)
+            self._join_batch()
             _write(transport, driver.core.chunks_to_send())
             return transport.get_write_buffer_size()
         self._flush_soon(size)
@@ -162,9 +163,16 @@ class WebSocket(AsyncConnectionView):
         if not self._flush_scheduled:
             self._flush()
             self._flush_scheduled = True
-            self._end_of_iteration.add(self._deferred_flush)
+            self._join_batch()
         elif self._unflushed > self._settings.write_limit:
             self._flush()
+            self._flush_scheduled = True  # (still batched until the end of the iteration)
+
+    def _join_batch(self) -> None:
+        """Have `_deferred_flush` run at the end of this iteration, once."""
+        if not self._in_batch:
+            self._in_batch = True
+            self._end_of_iteration.add(self._deferred_flush)
 
     async def send_fragments(
         self,
@@ -264,6 +272,7 @@ class WebSocket(AsyncConnectionView):
         """The end of an iteration in which this connection sent: write what
         was queued since. Often nothing (a broadcast's one message went out
         at once): then there is no step to take the timer from either."""
+        self._in_batch = False
         if self._driver.has_output:
             self._flush()
         else:

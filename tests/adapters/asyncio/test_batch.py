@@ -7,6 +7,8 @@ import gc
 import weakref
 from typing import Any
 
+import pytest
+
 from adapters.asyncio._batch import EndOfIteration, end_of_iteration
 
 
@@ -89,3 +91,48 @@ def test_a_batch_does_not_keep_its_loop_alive() -> None:
     del loop
     gc.collect()
     assert gone() is None
+
+
+def test_a_loop_closed_with_flushes_still_due_is_freed() -> None:
+    """`loop.close()` drops the callback that would run them; the flushes
+    left in the batch hold their connections, which hold the loop, so a
+    table that held the batch would keep the loop (and its sockets) alive."""
+
+    class Connection:
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            self.loop = loop  # as a WebSocket holds its loop
+
+        def flush(self) -> None:
+            raise AssertionError("never runs: the loop is closed first")
+
+    loop = asyncio.new_event_loop()
+    connection = Connection(loop)
+    end_of_iteration(loop).add(connection.flush)
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop, connection
+    gc.collect()
+    assert gone() is None
+
+
+def test_an_interrupt_in_a_flush_leaves_the_rest_due() -> None:
+    ran: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        batch = EndOfIteration(asyncio.get_running_loop())
+        batch.add(interrupt)
+        batch.add(lambda: ran.append("after"))
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+        assert ran == []
+        loop.run_until_complete(asyncio.sleep(0))
+        assert ran == ["after"]
+    finally:
+        loop.close()

@@ -100,3 +100,28 @@ def test_a_broadcast_to_many_peers_defers_one_callback_not_one_per_peer() -> Non
             client.close()
         loop.run(server.close, timeout=20)
         loop.stop()
+
+
+def test_sends_past_the_write_limit_keep_one_place_in_the_batch() -> None:
+    """Past `write_limit` a send writes at once; the connection's place in
+    the end-of-iteration batch stays the one it had, not one more per write."""
+    due: list[int] = []
+
+    async def handler(ws: ws_asyncio.WebSocket) -> None:
+        await ws.recv()
+        for _ in range(20):
+            await ws.send(b"x" * 3000)
+        due.append(len(ws._end_of_iteration._due))
+        await ws.wait_closed()
+
+    loop = AsyncioThread()
+    server = loop.run(lambda: ws_asyncio.serve(handler, "127.0.0.1", 0, write_limit=4096))
+    try:
+        with ws_blocking.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            client.send("go")
+            for _ in range(20):
+                assert client.recv(timeout=10) == b"x" * 3000
+        assert due == [1]
+    finally:
+        loop.run(server.close, timeout=20)
+        loop.stop()
