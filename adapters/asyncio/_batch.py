@@ -39,8 +39,9 @@ class EndOfIteration:
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop()
-        if loop is None:  # (only its own connections use a batch, and they hold the loop)
-            raise RuntimeError("the event loop of this batch is gone")
+        # Alive whenever this is called: from the loop's own callback, or by
+        # a connection of the loop, which holds it.
+        assert loop is not None
         return loop
 
     def _run(self) -> None:
