@@ -12,6 +12,13 @@ const onlineCount = document.getElementById("online");
 let socket = null;
 let retryDelay = 500; // ms, doubled after each failed attempt, up to 10 s
 let myNick = null;
+// The nickname asked for and not yet answered, and when: Enter and the
+// change event both ask, and a second ask would spend a message of the rate
+// limit. An ask the server dropped unanswered (a flood's notices are capped)
+// may be repeated after a while.
+let askedNick = null;
+let askedAt = 0;
+const ASK_AGAIN_AFTER = 2000; // ms
 
 nickInput.value = localStorage.getItem("wschat-nick") || "guest-" + Math.floor(Math.random() * 10000);
 
@@ -75,6 +82,7 @@ const handlers = {
   },
   you(event) {
     myNick = event.nick;
+    askedNick = null;
     nickInput.value = event.nick;
     localStorage.setItem("wschat-nick", event.nick);
     messageInput.disabled = false;
@@ -87,6 +95,7 @@ const handlers = {
   error(event) {
     const wait = event.retry_after ? " (try again in " + event.retry_after + " s)" : "";
     notice(event.text + wait);
+    askedNick = null;  // refused or not sent: the same name may be asked again
     if (event.code === "nick_lost") {  // choose another: the input is free again
       myNick = null;
       messageInput.disabled = true;
@@ -96,9 +105,11 @@ const handlers = {
 
 function join() {
   const nick = nickInput.value.trim();
-  if (socket && socket.readyState === WebSocket.OPEN && nick && nick !== myNick) {
-    socket.send(JSON.stringify({ type: "join", nick: nick }));
-  }
+  if (!socket || socket.readyState !== WebSocket.OPEN || !nick || nick === myNick) return;
+  if (nick === askedNick && Date.now() - askedAt < ASK_AGAIN_AFTER) return;
+  askedNick = nick;
+  askedAt = Date.now();
+  socket.send(JSON.stringify({ type: "join", nick: nick }));
 }
 
 function connect() {
@@ -108,6 +119,7 @@ function connect() {
   socket.addEventListener("open", () => {
     retryDelay = 500;
     myNick = null;
+    askedNick = null;
     setStatus("open", "connected");
   });
   socket.addEventListener("message", (message) => {

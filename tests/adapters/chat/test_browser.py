@@ -81,6 +81,28 @@ def test_rate_limit_notice_is_visible(browser: Browser) -> None:
         page.context.close()
 
 
+def test_choosing_a_nickname_asks_the_server_once(browser: Browser) -> None:
+    """Enter in the nickname box also fires its change event: one join must
+    go out, not two (the second would spend the rate limit's burst)."""
+    sent: list[str] = []
+    page = browser.new_context().new_page()
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(str(frame))))
+    with running_chat("asyncio") as chat:
+        page.goto(chat.page)
+        expect(page.locator("#message")).to_be_enabled()  # joined under a guest name
+        page.fill("#nick", "ann")
+        page.press("#nick", "Enter")
+        expect(page.locator("#nick")).to_have_value("ann")
+        expect(page.locator("#messages li.event").last).to_contain_text("ann")
+        page.locator("#message").focus()  # a blur: no change, nothing more to ask
+        say(page, "hi")
+        expect(page.locator("#messages li.message").last).to_contain_text("hi")
+        joins = [json.loads(frame)["nick"] for frame in sent if '"join"' in frame]
+        assert joins[1:] == ["ann"]
+        assert joins[0].startswith("guest-")
+    page.context.close()
+
+
 def test_page_reconnects_after_the_server_restarts(browser: Browser) -> None:
     with running_chat("asyncio") as chat:
         page = open_page(browser, chat.page, "ann", [])
