@@ -23,6 +23,60 @@ _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 # A status is 100-599 (RFC 9110, section 15): 0 stands for "none" here.
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?")
 
+# Header names and values that most upgrade requests carry (browsers',
+# proxies' and WebSocket clients'), and the method, decoded once for every
+# connection: a connection keeps its request's headers for its whole life,
+# and a dozen small strings of its own are most of what an idle one costs.
+# A field found here is the same text the decoding would give.
+_COMMON_TEXT: dict[bytes, str] = {
+    text.encode("ascii"): text
+    for word in (
+        "GET",
+        "Host",
+        "Connection",
+        "Upgrade",
+        "Origin",
+        "User-Agent",
+        "Pragma",
+        "Cache-Control",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Cookie",
+        "Authorization",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+        "Sec-Fetch-Dest",
+        "Sec-Fetch-Mode",
+        "Sec-Fetch-Site",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Real-IP",
+        "websocket",
+        "keep-alive, Upgrade",
+        "13",
+        "no-cache",
+        "*/*",
+        "same-origin",
+        "same-site",
+        "cross-site",
+        "gzip, deflate",
+        "gzip, deflate, br",
+        "gzip, deflate, br, zstd",
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+    )
+    for text in (word, word.lower())
+}
+
+
+def _text(raw: bytes) -> str:
+    """`raw` as text (Latin-1, of which ASCII is a part), shared if common."""
+    return _COMMON_TEXT.get(raw) or raw.decode("latin-1")
+
+
 REASON_PHRASES = {
     101: "Switching Protocols",
     200: "OK",
@@ -53,6 +107,14 @@ class Headers:
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         self._pairs: HeaderPairs = tuple((str(n), str(v)) for n, v in pairs)
+
+    @classmethod
+    def _of(cls, pairs: HeaderPairs) -> Headers:
+        """Headers holding `pairs` as they are (the parser's own, already
+        str): no copy of each pair for a connection to keep."""
+        headers = cls.__new__(cls)
+        headers._pairs = pairs
+        return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the only field called `name`, joined with ", " if repeated."""
@@ -138,8 +200,8 @@ def _parse_header_lines(lines: list[bytes], max_count: int) -> Headers:
         value = value.strip(b" \t")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise HandshakeViolation(400, f"control character in header {name.decode('ascii')}")
-        pairs.append((name.decode("ascii"), value.decode("latin-1")))
-    return Headers(pairs)
+        pairs.append((_text(name), _text(value)))  # (a name is a token: ASCII)
+    return Headers._of(tuple(pairs))
 
 
 def _split_head(head: bytes) -> tuple[bytes, list[bytes]]:
@@ -162,7 +224,7 @@ def parse_request_head(head: bytes, *, max_header_count: int) -> RequestHead:
     if major != 1:
         raise HandshakeViolation(505, "only HTTP/1.x is supported")
     return RequestHead(
-        method=parts[0].decode("ascii"),
+        method=_text(parts[0]),  # (a token: ASCII)
         target=parts[1].decode("ascii"),
         version=(major, minor),
         headers=_parse_header_lines(lines, max_header_count),

@@ -75,6 +75,65 @@ def test_header_count_limit_is_431() -> None:
     assert caught.value.status == 431
 
 
+# What browsers and clients send, in both cases a name may come in. The
+# peer's own text (a host, a key, an agent) is never one of the common.
+CHROME = (
+    b"GET /chat HTTP/1.1\r\nHost: host.example\r\nConnection: Upgrade\r\n"
+    b"Pragma: no-cache\r\nCache-Control: no-cache\r\nUser-Agent: agent/1\r\n"
+    b"Upgrade: websocket\r\nOrigin: https://o.example\r\nSec-WebSocket-Version: 13\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US\r\n"
+    b"Cookie: cookie=1\r\nSec-WebSocket-Key: key==\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    b"Sec-WebSocket-Protocol: chat.v1\r\nAuthorization: Basic xyz\r\n"
+    b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 10.0.0.2"
+)
+FIREFOX = (
+    b"GET /chat HTTP/1.1\r\nhost: host.example\r\nconnection: keep-alive, Upgrade\r\n"
+    b"accept: */*\r\naccept-encoding: gzip, deflate, br\r\nsec-fetch-dest: websocket\r\n"
+    b"sec-fetch-mode: websocket\r\nsec-fetch-site: same-origin\r\n"
+    b"Sec-Fetch-Site: same-site\r\nsec-fetch-site: cross-site\r\nupgrade: upgrade\r\n"
+    b"accept-encoding: gzip, deflate\r\nsec-websocket-extensions: permessage-deflate\r\n"
+    b"SEC-WEBSOCKET-KEY: key=="
+)
+PEER_TEXT = {
+    "SEC-WEBSOCKET-KEY",
+    "host.example",
+    "agent/1",
+    "https://o.example",
+    "en-US",
+    "cookie=1",
+    "key==",
+    "chat.v1",
+    "Basic xyz",
+    "10.0.0.1",
+    "https",
+    "10.0.0.2",
+}
+
+
+@pytest.mark.parametrize("head", [CHROME, FIREFOX])
+def test_common_names_and_values_are_shared_by_every_request(head: bytes) -> None:
+    """A connection keeps its request: the names and values most requests
+    repeat are one string for all of them, equal to what decoding gives."""
+    first = parse_request_head(head, max_header_count=100)
+    second = parse_request_head(head, max_header_count=100)
+    lines = head.split(b"\r\n")[1:]
+    fields = (line.split(b":", 1) for line in lines)
+    assert list(first.headers) == [
+        (name.decode(), value.strip().decode()) for name, value in fields
+    ]
+    assert first.method is second.method
+    for (name, value), (name_again, value_again) in zip(first.headers, second.headers, strict=True):
+        assert (name is name_again) == (name not in PEER_TEXT), name
+        assert (value is value_again) == (value not in PEER_TEXT), value
+
+
+def test_uncommon_text_is_decoded_as_latin1() -> None:
+    head = parse_request_head(b"PUT / HTTP/1.1\r\nX-Odd: caf\xe9", max_header_count=1)
+    assert head.method == "PUT"
+    assert list(head.headers) == [("X-Odd", "caf\xe9")]
+
+
 def test_request_line_fields() -> None:
     head = parse_request_head(b"OPTIONS /a?b HTTP/1.0", max_header_count=1)
     assert (head.method, head.target, head.version) == ("OPTIONS", "/a?b", (1, 0))
