@@ -93,6 +93,7 @@ class Wake:
 
 
 _MESSAGES = Wake.MESSAGES
+_NO_FRAGMENTS: deque[Fragment] = deque(maxlen=0)  # see `Driver.fragments`
 
 # Reading pauses once this many bytes per `max_queue` slot wait for the
 # application (a fragment can be as large as a read, or, inflated, as a
@@ -178,7 +179,10 @@ class Driver:
         self._dropping = False  # see `drop_messages`
         self._last_now = 0.0  # (for input fed after the transport is gone)
         self._on_request = on_request
-        self.fragments: deque[Fragment] = deque()
+        # Made when a fragment comes, dropped when taken to the last: an
+        # empty deque is some 600 bytes, and most connections idle most of
+        # the time (`_NO_FRAGMENTS` is never appended to).
+        self.fragments: deque[Fragment] = _NO_FRAGMENTS
         self.assembly = Reassembly()
         self.pings: dict[bytes, PendingPing] = {}  # in send order
         self.receiving = False  # a recv() or recv_streaming() is under way
@@ -260,12 +264,16 @@ class Driver:
         fragments = self.fragments
         for event in events:
             if isinstance(event, TextFragment | BytesFragment):  # the hot path, first
+                if fragments is _NO_FRAGMENTS:
+                    fragments = self.fragments = deque()
                 fragments.append(event)
                 self._queued_bytes += len(event.data)
                 wake |= _MESSAGES
                 continue
             match event:
                 case TextFragment() | BytesFragment():
+                    if fragments is _NO_FRAGMENTS:
+                        fragments = self.fragments = deque()
                     fragments.append(event)
                     self._queued_bytes += len(event.data)
                     wake |= Wake.MESSAGES
@@ -317,6 +325,7 @@ class Driver:
         what `ServerConnection.accept()` returned; the frames it left unread
         (`read_early=False`) are read here."""
         self.opened = True
+        self._on_request = None  # (its closure is the connection's for good otherwise)
         wake = Wake.OPENED | self._dispatch(early, now)
         core = self.core
         if isinstance(core, ServerConnection) and (data := core.take_early_data()):
@@ -382,12 +391,15 @@ class Driver:
             # The transport is gone with compressed input still to feed
             # (see `transport_lost`): it comes as the application takes.
             self.received(b"", self._last_now)
+            fragments = self.fragments  # (made by that, if it gave any)
         if not fragments:
             core = self.core
             if core.failure_pending:  # the application has answered all it had
                 self._dispatch(core.apply_pending_failure(), 0.0)
             return None
         fragment = fragments.popleft()
+        if not fragments:
+            self.fragments = _NO_FRAGMENTS
         self._holding_message = True
         self._queued_bytes -= len(fragment.data)
         if self._read_paused:
@@ -410,6 +422,8 @@ class Driver:
             # The common case, spelled out: one whole message waiting.
             self._holding_message = True
             data = fragments.popleft().data
+            if not fragments:
+                self.fragments = _NO_FRAGMENTS
             self._queued_bytes -= len(data)
             if self._read_paused:
                 self._maybe_resume()

@@ -74,6 +74,35 @@ def test_a_message_wakes_the_receiver_and_is_taken_whole() -> None:
     assert not driver.is_over()
 
 
+def test_an_idle_connection_keeps_no_queue_of_its_own() -> None:
+    """The receive queue exists while fragments wait, and is dropped once
+    they are all taken, by either way of taking (an empty deque is some
+    600 bytes, which every idle connection would keep)."""
+    idle, driver = open_driver(), open_driver()
+    assert driver.fragments is idle.fragments
+    driver.received(text("a") + text("b"), 0.0)
+    assert driver.fragments is not idle.fragments
+    assert len(driver.fragments) == 2
+    assert driver.take_message() == "a"
+    assert driver.fragments is not idle.fragments  # "b" still waits in it
+    assert driver.take_message() == "b"
+    assert driver.fragments is idle.fragments
+    driver.received(text("c", fin=False) + frame(0x0, b"d"), 0.0)
+    assert driver.take_message() == "cd"  # (fragment by fragment)
+    assert driver.fragments is idle.fragments
+    assert not idle.fragments
+
+
+def test_the_request_policy_is_let_go_once_the_handshake_is_done() -> None:
+    """A server's policy is a closure per connection (its address, its
+    admission), needed only until the request is answered."""
+    driver, _ = server_driver()
+    assert driver._on_request is not None
+    driver.received(upgrade_request(), 0.0)
+    assert driver.opened
+    assert driver._on_request is None
+
+
 def test_reading_pauses_at_max_queue_and_resumes_at_half() -> None:
     driver = open_driver(max_queue=4)
     for n in range(4):
@@ -167,6 +196,9 @@ def test_an_end_that_comes_with_unfed_input_waits_for_it(ending: str) -> None:
     got = []
     while True:
         message = driver.take_message()
+        # Nothing to take must mean nothing waits: a backend then waits for
+        # a wake-up that, once the transport is gone, never comes.
+        assert message is not None or not driver.fragments
         if driver.resumed:  # what a backend does once reading may resume
             driver.resumed = False
             if not driver.gone:  # (once it is, taking feeds the rest itself)
