@@ -43,6 +43,7 @@ class connect:  # noqa: N801 - used like a function: `await connect(url)`
                 )
         except TimeoutError:
             raise HandshakeError(None, "opening handshake timed out") from None
+        assert ws._opened is not None  # (a client's connection has one)
         await ws._opened
         return ws
 

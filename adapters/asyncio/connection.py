@@ -16,8 +16,12 @@ from wsproto_core.events import Event
 
 from .._common import Message, Settings, amark_final
 from .._driver import CloseStep, Driver, Wake, answer_handshake
-from .._view import AsyncConnectionView
+from .._view import AsyncConnectionView, run_handler
 from ._batch import end_of_iteration
+
+# Each handler task's name, given: asyncio would otherwise format one per
+# task, which the connection keeps.
+HANDLER_TASK = "websocket handler"
 
 if TYPE_CHECKING:
     from .server import Server
@@ -46,11 +50,16 @@ class WebSocket(AsyncConnectionView):
         self._recv_waiter: asyncio.Future[None] | None = None
         self._pong_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._send_lock = asyncio.Lock()  # held while a message is sent in fragments
-        self._opened: asyncio.Future[None] = self._loop.create_future()
-        # Only a waiting connect() cares why a handshake failed; a server
-        # connection that served plain HTTP must not log "never retrieved".
-        self._opened.add_done_callback(_retrieve)
+        # Held while a message is sent in fragments; made by the first such
+        # message (an idle connection's memory is its cost).
+        self._send_lock: asyncio.Lock | None = None
+        # What a waiting connect() learns of the handshake; a server's
+        # connection has no one waiting for it, and no future.
+        self._opened: asyncio.Future[None] | None = None
+        if server is None:
+            self._opened = self._loop.create_future()
+            # Only a waiting connect() cares why a handshake failed.
+            self._opened.add_done_callback(_retrieve)
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -116,8 +125,9 @@ class WebSocket(AsyncConnectionView):
         `compress` (when permessage-deflate is on): None compresses from
         the settings' `min_size` up, True always, False never."""
         driver = self._driver
-        if self._send_lock.locked():  # a fragmented message is being sent
-            async with self._send_lock:
+        lock = self._send_lock
+        if lock is not None and lock.locked():  # a fragmented message is being sent
+            async with lock:
                 self._flush_soon(driver.queue_send(message, compress=compress))
         else:
             self._flush_soon(driver.queue_send(message, compress=compress))
@@ -183,6 +193,8 @@ class WebSocket(AsyncConnectionView):
         """Send one message made of `fragments` (all str or all bytes), one
         frame each, without holding the whole message in memory."""
         driver = self._driver
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
         async with self._send_lock:
             async for fragment, final in amark_final(fragments):
                 driver.queue_send(fragment, final=final, compress=compress)
@@ -293,7 +305,7 @@ class WebSocket(AsyncConnectionView):
         if wake & Wake.PONGS and self._pong_waiter is not None:
             self._pong_waiter.set_result(None)
             self._pong_waiter = None
-        if wake & Wake.OPENED and not self._opened.done():
+        if wake & Wake.OPENED and self._opened is not None and not self._opened.done():
             outcome = self._driver.outcome
             if self._driver.opened:
                 self._opened.set_result(None)
@@ -306,7 +318,8 @@ class WebSocket(AsyncConnectionView):
         assert server is not None
         early = answer_handshake(driver, request, server.admission, _ip_of(self.remote_address))
         if early is not None:
-            task = self.handler_task = self._loop.create_task(server.run_handler(self))
+            handler = run_handler(server.handler, self)
+            task = self.handler_task = self._loop.create_task(handler, name=HANDLER_TASK)
             server.handler_tasks.add(task)
             task.add_done_callback(server.handler_tasks.discard)
         return early

@@ -11,7 +11,6 @@ from typing import Any, Unpack
 from .._admission import AcceptFailures, Admission, let_in
 from .._common import ServerOptions, Settings
 from .._listening import bind_all
-from .._view import run_handler
 from .connection import WebSocket, _Protocol
 
 logger = logging.getLogger(__name__)
@@ -49,9 +48,6 @@ class Server:
         if ws in self.connections:
             self.connections.discard(ws)
             self.admission.depart()
-
-    async def run_handler(self, ws: WebSocket) -> None:
-        await run_handler(self.handler, ws)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
