@@ -43,8 +43,7 @@ async def connect(url: str, **options: Unpack[ClientOptions]) -> AsyncIterator[W
         raise ws._driver.outcome or HandshakeError(None, "connection closed during the handshake")
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(ws._run_writer)
-            nursery.start_soon(ws._run_reader)
+            ws._start_reader(nursery)
             try:
                 yield ws
             finally:

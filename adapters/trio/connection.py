@@ -1,11 +1,22 @@
-"""One connection on trio: a reader task and a writer task beside the
-application's handler. What it does is the driver's (`adapters._driver`);
-this module only waits with `trio.Event`s and writes with `send_all`.
+"""One connection on trio: a reader task beside the application's handler.
+What it does is the driver's (`adapters._driver`); this module only waits
+with `trio.Event`s and writes.
+
+Writing does not need a task of its own. What the core queues is written
+at once, without waiting, as far as the socket takes it (a plain TCP
+socket on a POSIX system: `os.write` on its non-blocking descriptor, which
+is what trio's own `send_all` does first). Only what the socket does not
+take, and everything on a TLS stream, goes to a writer task, started for
+that backlog and gone once it is written. An idle connection is then two
+tasks (its handler and its reader), and a broadcast is a write per peer
+within the broadcasting task, not a task switch per peer.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import AsyncIterable, Iterable
 from contextlib import suppress
 from typing import Any
@@ -18,11 +29,26 @@ from .._common import READ_SIZE, Message, Settings, amark_final
 from .._driver import CloseStep, Driver, RequestPolicy, Wake
 from .._view import AsyncConnectionView
 
+logger = logging.getLogger(__name__)
+# Tasks' names, given: trio would otherwise format one per task, some 90
+# bytes each connection keeps.
+READER = "websocket reader"
+WRITER = "websocket writer"
+
+
+def _writable_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket to write to without waiting, when there is one to write
+    to directly: a plain TCP stream on a POSIX system (not TLS, whose bytes
+    only the `SSLStream` may produce)."""
+    if os.name == "posix" and isinstance(stream, trio.SocketStream):
+        return stream.socket
+    return None
+
 
 class WebSocket(AsyncConnectionView):
     """One WebSocket connection, either role. What it does is decided by
-    its `Driver`; this class waits with `trio.Event`s and writes with
-    `send_all`, from a reader task and a writer task beside the handler."""
+    its `Driver`; this class waits with `trio.Event`s and writes at once
+    where it can, from a writer task where it must (see the module)."""
 
     def __init__(
         self,
@@ -34,20 +60,27 @@ class WebSocket(AsyncConnectionView):
     ) -> None:
         self._driver = Driver(core, settings, on_request=on_request)
         self._stream = stream
+        self._socket = _writable_socket(stream)
         self._settings = settings
         self._arrived = trio.Event()  # Wake.MESSAGES
-        self._room = trio.Event()  # Wake.ROOM
-        self._pong_arrived = trio.Event()  # Wake.PONGS
-        self._send_lock = trio.Lock()  # one writer at a time, bytes in core order
-        self._fragment_lock = trio.Lock()  # held while a message goes out in fragments
-        self._closed = trio.Event()
+        # Made when first waited for: most connections never wait for room
+        # or for a pong, and an idle connection's memory is its cost.
+        self._room: trio.Event | None = None  # Wake.ROOM
+        self._pong_arrived: trio.Event | None = None  # Wake.PONGS
+        self._drained: trio.Event | None = None  # the writer task is done
+        self._closed_event: trio.Event | None = None
+        self._is_closed = False
+        self._fragment_lock: trio.Lock | None = None  # a message going out in fragments
+        self._nursery: trio.Nursery | None = None  # where the reader and writers run
         self._handshake_scope: trio.CancelScope | None = None
         self._read_scope: trio.CancelScope | None = None
-        self._writer_scope: trio.CancelScope | None = None
-        self._wake_writer = trio.Event()
-        self._unflushed = 0  # bytes sent since the last write
-        self._in_flight = 0  # bytes in the write under way
+        self._writer_scope: trio.CancelScope | None = None  # while a writer task runs
+        self._leftover: bytes | memoryview = b""  # taken from the core, not yet written
+        self._close_after_leftover = False
+        self._unflushed = 0  # bytes queued in the core since the last write
+        self._in_flight = 0  # bytes in the writer task's write under way
         self._write_cut = False  # a write was cancelled halfway
+        self._gone = False  # we closed the stream
         self.remote_address: Any = None
         socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
         if isinstance(socket_stream, trio.SocketStream):
@@ -58,18 +91,17 @@ class WebSocket(AsyncConnectionView):
 
     def _reading_resumed(self) -> None:
         self._driver.resumed = False
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     async def _wait_for_messages(self) -> None:
         driver = self._driver
         if driver.has_output:  # (a held failure, applied now, say)
-            # The writer task writes it: a receiver that wrote could sit
-            # behind a peer that is itself waiting for us to read, or be
-            # cancelled halfway through a frame.
-            self._wake_writer.set()
+            self._write_now()
         # What was taken may have made room for the reader: let it read on,
         # even when it is over (the peer's TCP close is still to be read).
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
         if driver.is_over():
             raise driver.closed_error()
         if self._arrived.is_set():
@@ -79,9 +111,11 @@ class WebSocket(AsyncConnectionView):
     # -- sending -------------------------------------------------------------
 
     async def send(self, message: Message, *, compress: bool | None = None) -> None:
-        """Send one message; waits while the peer is not reading."""
-        if self._fragment_lock.locked():
-            async with self._fragment_lock:
+        """Send one message; waits while more than `write_limit` bytes wait
+        for a peer that is not reading."""
+        lock = self._fragment_lock
+        if lock is not None and lock.locked():
+            async with lock:
                 await self._send_frame(message, final=True, compress=compress)
         else:
             await self._send_frame(message, final=True, compress=compress)
@@ -93,38 +127,41 @@ class WebSocket(AsyncConnectionView):
         compress: bool | None = None,
     ) -> None:
         """Send one message made of `fragments` (all str or all bytes)."""
+        if self._fragment_lock is None:
+            self._fragment_lock = trio.Lock()
         async with self._fragment_lock:
             async for fragment, final in amark_final(fragments):
                 await self._send_frame(fragment, final=final, compress=compress)
 
     async def _send_frame(self, message: Message, *, final: bool, compress: bool | None) -> None:
         self._unflushed += self._driver.queue_send(message, final=final, compress=compress)
-        if self._writer_scope is None or self._unflushed > self._settings.write_limit:
-            await self._flush()  # no writer yet, or backpressure: write and wait
+        self._write_now()
+        if self._writer_scope is not None and self._backlog > self._settings.write_limit:
+            await self._wait_drained()  # backpressure
         else:
-            # The writer task writes once this task yields, so a batch of
-            # sends (an echo of pipelined messages) is one write, not many.
-            self._wake_writer.set()
             await trio.lowlevel.checkpoint_if_cancelled()
 
     def send_prepared(self, message: PreparedMessage) -> int:
-        """Queue a message framed once for many connections, without waiting:
-        a broadcast must never wait for its slowest peer. The writer task
-        sends it. Returns the bytes now waiting to reach this peer, by which
-        the caller can judge it too slow."""
+        """Queue a message framed once for many connections and write it
+        without waiting: a broadcast must never wait for its slowest peer.
+        Returns the bytes still waiting to reach this peer, by which the
+        caller can judge it too slow."""
         self._unflushed += self._driver.queue_prepared(message)
-        if self._writer_scope is not None:
-            self._wake_writer.set()
-        return self._unflushed + self._in_flight
+        self._write_now()
+        return self._backlog
+
+    @property
+    def _backlog(self) -> int:
+        return self._unflushed + self._in_flight + len(self._leftover)
 
     async def ping(self, data: bytes | None = None) -> float:
         """Send a ping and wait for its pong; returns the round trip in seconds."""
         driver = self._driver
         record = driver.queue_ping(data, trio.current_time())
         try:
-            await self._flush()
+            self._write_now()
             while (rtt := driver.ping_result(record)) is None:
-                if self._pong_arrived.is_set():
+                if self._pong_arrived is None or self._pong_arrived.is_set():
                     self._pong_arrived = trio.Event()
                 await self._pong_arrived.wait()
         except BaseException:
@@ -137,111 +174,197 @@ class WebSocket(AsyncConnectionView):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close and wait for the end (bounded by `close_timeout` in the core)."""
         self.close_nowait(code, reason)
-        await self._closed.wait()
+        await self.wait_closed()
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        """Start the close handshake without waiting for anything: the
-        writer task sends the close frame."""
+        """Start the close handshake without waiting for anything."""
         driver = self._driver
         step = driver.start_close(code, reason)
         if step is CloseStep.FLUSH:
-            self._wake_writer.set()
-            # The close timer runs from now, even while the write waits.
-            deadline = driver.deadline(trio.current_time())
-            if self._read_scope is not None and deadline is not None:
-                self._read_scope.deadline = deadline
+            self._write_now()
+            self._follow_deadline()  # the close timer runs from now, even while a write waits
         elif step is CloseStep.ABORT and self._handshake_scope is not None:
             self._handshake_scope.cancel()
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._is_closed:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
+        await self._closed_event.wait()
 
-    # -- driving the driver --------------------------------------------------
+    def _set_closed(self) -> None:
+        self._is_closed = True
+        if self._closed_event is not None:
+            self._closed_event.set()
 
-    async def _flush(self, *, wait: bool = True) -> None:
-        """Write what the core queued, close if it says so, move the reader's
-        deadline to the core's next one.
+    # -- writing ---------------------------------------------------------------
 
-        The reader flushes with wait=False: if a sender is writing, the
-        sender's drain loop takes the reader's pongs and close replies too,
-        and the reader goes back to reading. A reader that waited here could
-        sit behind a large send to a peer that is itself waiting for us to
-        read: both sides writing, neither reading.
-
-        Whatever others queue while we write is written too, and the decision
-        to close is taken with the last bytes in hand (no await in between).
-        """
+    def _write_now(self) -> None:
+        """Write what the core queued, as far as the socket takes it without
+        waiting; the rest goes to a writer task (which, while it runs, writes
+        whatever is queued after it too). Closes the transport if the core
+        says so once its last bytes are out."""
+        if self._writer_scope is not None or self._write_cut:
+            return  # the writer task takes it (or nothing may follow a cut frame)
         driver = self._driver
-        if not wait and self._send_lock.locked() and not driver.pong_backlog:
-            return  # past write_limit of owed pongs, even the reader waits
-        should_close = self._write_cut  # a frame was cut: nothing more can follow it
-        async with self._send_lock:
-            self._unflushed = 0
-            while not should_close:
-                chunks, close = driver.output()
-                should_close = should_close or close
-                if not chunks:
-                    break
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                self._in_flight, self._unflushed = len(data), 0
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    should_close = True
-                    break
-                except trio.Cancelled:
-                    self._write_cut = True  # part of `data` may be gone: no more writes
-                    self._wake_writer.set()  # whose next flush ends the connection
-                    raise
-                finally:
-                    self._in_flight = 0
-        if should_close:
+        if not driver.has_output:
+            return
+        sock = self._socket
+        if sock is None:  # TLS: only a task can write
+            self._start_writer()
+            return
+        chunks, close = driver.output()
+        self._unflushed = 0
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            fd = sock.fileno()
+            if fd < 0:  # closed already: there is no one to write to
+                return
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # the peer is gone (a reset, a broken pipe)
+                self._close_socket(sock)
+                return
+            if written < len(data):
+                self._leftover = memoryview(data)[written:]
+                self._close_after_leftover = close
+                self._start_writer()
+                return
+        if close:
+            self._close_socket(sock)
+            return
+        self._follow_deadline()
+
+    def _close_socket(self, sock: trio.socket.SocketType) -> None:
+        """Close at once, from whatever task: trio wakes a reader waiting
+        for input (which then finds the end), and we wake one waiting for
+        room to read."""
+        sock.close()
+        self._gone = True
+        if self._room is not None:
+            self._room.set()
+
+    def _start_writer(self) -> None:
+        """A writer task for what the socket would not take at once. Until
+        it is done, the driver counts writes as blocked: a peer that pings
+        without reading then stops being read (see `Driver.wants_data`)."""
+        if self._nursery is None or self._writer_scope is not None:
+            return  # (the handshake writes from its own task)
+        self._writer_scope = trio.CancelScope()
+        self._driver.writes_blocked = True
+        self._nursery.start_soon(self._run_writer, self._writer_scope, name=WRITER)
+
+    async def _run_writer(self, scope: trio.CancelScope) -> None:
+        driver = self._driver
+        close = False
+        try:
+            with scope:
+                while True:
+                    if self._leftover:
+                        data, close = self._leftover, self._close_after_leftover
+                        self._leftover = b""
+                    else:
+                        chunks, close = driver.output()
+                        self._unflushed = 0
+                        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    if data:
+                        self._in_flight = len(data)
+                        try:
+                            await self._stream.send_all(data)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            close = True
+                        except trio.Cancelled:
+                            self._write_cut = True  # part of `data` may be gone
+                            raise
+                        finally:
+                            self._in_flight = 0
+                    if close or not data:
+                        break
+        except Exception:  # (never into the nursery: it is the server's)
+            logger.exception("writing failed")
+            close = True
+        finally:
+            self._writer_scope = None
+            driver.writes_blocked = False
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
+            if self._room is not None:
+                self._room.set()
+        if close or self._write_cut:
             await self._abort()
-            return
+        else:
+            self._follow_deadline()
+
+    async def _wait_drained(self) -> None:
+        """Wait until the writer task (if any) has written everything."""
+        while self._writer_scope is not None:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+
+    async def _handshake_write(self) -> None:
+        """The handshake's writes, from its own task (no reader runs yet)."""
+        chunks, close = self._driver.output()
+        if chunks:
+            try:
+                await self._stream.send_all(b"".join(chunks))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                close = True
+        if close:
+            await self._abort()
+
+    def _follow_deadline(self) -> None:
+        """Move the reader's deadline to the core's next one."""
         if self._read_scope is not None:
-            deadline = driver.deadline(trio.current_time())
+            deadline = self._driver.deadline(trio.current_time())
             self._read_scope.deadline = math.inf if deadline is None else deadline
-
-    async def _flush_from_reader(self) -> None:
-        """The reader's write. Once the writer task runs, the reader leaves
-        the writing to it and goes back to reading (and to the timers): a
-        reader that wrote could end up writing the handler's large message
-        to a peer that does not read, and no timer would fire again.
-
-        Only pongs owed past `write_limit` (a peer pinging without reading)
-        make the reader wait to write, and then with the timers running: a
-        peer that reads nothing answers no keepalive ping either."""
-        driver = self._driver
-        if self._writer_scope is None:  # the handshake: nothing large to write
-            await self._flush(wait=False)
-            return
-        if not driver.pong_backlog:
-            if driver.has_output:
-                self._wake_writer.set()
-            return
-        while True:
-            deadline = driver.deadline(trio.current_time())
-            with trio.move_on_at(math.inf if deadline is None else deadline) as waiting:
-                await self._flush()
-            if not waiting.cancelled_caught:
-                return
-            # (cancelled in a write, the stream is broken: it ends either way)
-            self._wake(driver.timer(trio.current_time()))
-            if driver.core.should_close_transport or self._write_cut:
-                await self._abort()
-                return
 
     async def _abort(self) -> None:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(self._stream)
+        self._gone = True
+        if self._room is not None:  # (a reader paused for room finds the end)
+            self._room.set()
+
+    # -- reading -------------------------------------------------------------
 
     def _wake(self, wake: int) -> None:
         if wake & Wake.MESSAGES:
             self._arrived.set()
-        if wake & Wake.PONGS:
+        if wake & Wake.PONGS and self._pong_arrived is not None:
             self._pong_arrived.set()
-        if wake & Wake.ROOM:
+        if wake & Wake.ROOM and self._room is not None:
             self._room.set()
+
+    async def _after_input(self) -> None:
+        """Write what reading owes the peer (pongs, a close reply, a refusal)."""
+        if self._nursery is None:
+            await self._handshake_write()
+        else:
+            self._write_now()
+
+    async def _receive(self) -> bytes | bytearray:
+        """One read (b"": the end). From a plain socket, straight from its
+        descriptor once trio says it is readable: the reader parks in a
+        few frames instead of the dozen of trio's stream and socket layers,
+        and an idle connection is mostly its parked reader."""
+        sock = self._socket
+        if sock is None:
+            return await self._stream.receive_some(READ_SIZE)
+        while sock.fileno() >= 0:  # (closed: the end)
+            await trio.lowlevel.wait_readable(sock)  # (ClosedResourceError if closed meanwhile)
+            try:
+                return os.read(sock.fileno(), READ_SIZE)
+            except BlockingIOError:
+                continue  # (woken, but another read took it)
+            except OSError:  # a reset: the end, as trio's stream would say
+                return b""
+        return b""
 
     async def _read_some(self) -> bool:
         """Read once (or run a due timer); False when the connection is over."""
@@ -251,7 +374,7 @@ class WebSocket(AsyncConnectionView):
         with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._read_scope = scope
             try:
-                data = await self._stream.receive_some(READ_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
         self._read_scope = None
@@ -262,41 +385,34 @@ class WebSocket(AsyncConnectionView):
             self._wake(driver.received(data, now))
         else:
             self._wake(driver.eof(now))
-        await self._flush_from_reader()
+        await self._after_input()
         return not driver.core.should_close_transport and bool(data or scope.cancelled_caught)
 
-    async def _run_writer(
-        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Write what senders queued, once they yield (see `_send_frame`)."""
-        with trio.CancelScope() as scope:
-            self._writer_scope = scope
-            task_status.started()
-            while True:
-                await self._wake_writer.wait()
-                self._wake_writer = trio.Event()
-                await self._flush()
-        self._writer_scope = None
-
     async def _wait_for_room(self) -> None:
-        """Backpressure: stop reading while the driver says so (timers still run)."""
+        """Backpressure: stop reading while the driver says so (timers still
+        run): the application is behind, or the peer pings without reading."""
         driver = self._driver
         while (
             not driver.wants_data
-            and not self._closed.is_set()
+            and not self._gone
             and not driver.core.should_close_transport  # (a timer ended it while we waited)
         ):
-            self._room = trio.Event()
+            self._room = room = trio.Event()
             deadline = driver.deadline(trio.current_time())
             # As the read scope: a close started meanwhile moves its deadline.
             with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
                 self._read_scope = scope
-                await self._room.wait()
+                await room.wait()
             self._read_scope = None
             if not scope.cancelled_caught:
                 continue
             self._wake(driver.timer(trio.current_time()))
-            await self._flush_from_reader()
+            self._write_now()
+
+    def _start_reader(self, nursery: trio.Nursery) -> None:
+        """Run the reader in `nursery`, where writer tasks start too."""
+        self._nursery = nursery
+        nursery.start_soon(self._run_reader, name=READER)
 
     async def _run_reader(self) -> None:
         driver = self._driver
@@ -306,31 +422,35 @@ class WebSocket(AsyncConnectionView):
                 if driver.unfed and driver.wants_data:
                     # Compressed input read before the pause comes first.
                     self._wake(driver.received(b"", trio.current_time()))
-                    await self._flush_from_reader()
+                    self._write_now()
                 elif not await self._read_some():
                     break
+        except Exception:  # (never into the nursery: it may be the server's)
+            logger.exception("reading failed")
         finally:
             if driver.core.state is not State.CLOSED:
                 self._wake(driver.eof(trio.current_time()))
-            # The last flush waits (a sender may hold the lock with our close
-            # reply still to write), but never longer than the final write bound.
+            # The last write may wait for a writer task (our close reply
+            # behind a large message), but never longer than the final
+            # write bound.
             with trio.CancelScope(shield=True) as final:
                 final.deadline = trio.current_time() + self._settings.final_write_bound
-                await self._flush()
+                self._write_now()
+                await self._wait_drained()
             await self._abort()
             # Only now: cancelled in the middle of a write, the writer would
             # lose bytes it had already taken from the core (a close reply).
             if self._writer_scope is not None:
                 self._writer_scope.cancel()
             self._wake(driver.transport_lost(trio.current_time()))
-            self._closed.set()
+            self._set_closed()
 
     async def _handshake(self) -> bool:
         """Run the opening handshake; True once open (a server's answer is
         written by the driver's policy as the request arrives)."""
         driver = self._driver
         with trio.CancelScope() as self._handshake_scope:
-            await self._flush()  # the client's request
+            await self._handshake_write()  # the client's request
             while driver.core.state is State.CONNECTING and not driver.core.should_close_transport:
                 if not await self._read_some():
                     break
@@ -338,6 +458,6 @@ class WebSocket(AsyncConnectionView):
         if not driver.opened:  # (it may be closed already: that is recv's news)
             await self._abort()
             self._wake(driver.transport_lost(trio.current_time()))
-            self._closed.set()
+            self._set_closed()
             return False
         return True

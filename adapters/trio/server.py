@@ -20,6 +20,7 @@ from .connection import WebSocket
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[WebSocket], Awaitable[None]]
+CONNECTION = "websocket connection"  # each task's name (see connection.READER)
 
 
 class Server:
@@ -60,7 +61,7 @@ class Server:
                     stream.socket.close()
                     continue
                 failures.accepted()
-                self._nursery.start_soon(self._serve_one, stream)
+                self._nursery.start_soon(self._serve_one, stream, name=CONNECTION)
 
     async def _serve_one(self, socket_stream: trio.SocketStream) -> None:
         """One connection, from accept to close. Whatever happens here ends
@@ -87,22 +88,27 @@ class Server:
             if opening.cancelled_caught and stats is not None:
                 stats.refused(stats.TIMED_OUT)  # (the core's own timer counts when it is first)
             if opened:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(ws._run_writer)
-                    nursery.start_soon(ws._run_reader)
-                    await run_handler(self.handler, ws)
+                # The reader (and any writer task) run in the server's own
+                # nursery: a nursery per connection would cost memory each
+                # idle connection pays for. They catch what they raise.
+                assert self._nursery is not None
+                ws._start_reader(self._nursery)
+                await run_handler(self.handler, ws)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away (or was never quite there)
         except Exception:
             logger.exception("connection failed")
         finally:
-            if ws is not None:
+            if ws is None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            else:  # (its tasks may never have run: an open timeout)
                 ws._driver.transport_closing()  # its address slot: before the peer sees it
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
-            if ws is not None:  # (its tasks may never have run: an open timeout)
+                await ws._abort()
+                if ws._writer_scope is not None:  # (the handler was cancelled, say)
+                    ws._writer_scope.cancel()
                 ws._driver.transport_lost(trio.current_time())
-                ws._closed.set()
+                ws._set_closed()
                 self.connections.discard(ws)
             self.admission.depart()
 

@@ -79,3 +79,47 @@ def test_close_is_bounded_by_close_timeout_while_the_writer_is_stuck() -> None:
     serve_one(handler, peer, close_timeout=1, ping_interval=None, compression=None)
     assert took
     assert took[0] < 4, f"close() took {took[0]:.1f} s with close_timeout=1"
+
+
+def test_an_idle_connection_is_two_tasks_and_a_broadcast_starts_none() -> None:
+    """No writer task waits beside an idle connection, and a message the
+    socket takes at once is written by the task that sent it: a broadcast
+    to many idle peers is then a write each, not a task switch each."""
+    seen: dict[str, object] = {}
+
+    async def handler(ws: ws_trio.WebSocket) -> None:
+        seen["idle writer"] = ws._writer_scope
+        seen["backlog"] = ws.send_prepared(PreparedMessage(b"to all"))
+        seen["writer after"] = ws._writer_scope
+        await ws.recv()  # the peer's "bye"
+
+    async def main() -> None:
+        async with ws_trio.serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+            assert server._nursery is not None
+            before = len(server._nursery.child_tasks)  # (the accept loops)
+
+            def peer(port: int) -> None:
+                sock, core = open_raw(port)
+                with sock:
+                    messages: list[object] = []
+                    while not messages:
+                        data = sock.recv(65536)
+                        assert data
+                        messages = [
+                            e for e in core.receive_data(data) if isinstance(e, BytesMessage)
+                        ]
+                    assert [m.data for m in messages] == [b"to all"]  # type: ignore[attr-defined]
+                    seen["tasks"] = trio.from_thread.run_sync(
+                        lambda: len(server._nursery.child_tasks)  # type: ignore[union-attr]
+                    )
+                    core.send_bytes(b"bye")
+                    sock.sendall(core.data_to_send())
+
+            await trio.to_thread.run_sync(peer, server.port)
+
+            assert seen["tasks"] == before + 2  # the handler's and the reader's
+
+    trio.run(main)
+    assert seen["idle writer"] is None
+    assert seen["backlog"] == 0  # all written at once
+    assert seen["writer after"] is None
