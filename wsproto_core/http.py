@@ -103,17 +103,22 @@ class Headers:
     Sec-WebSocket-Protocol lines are one list; two Host lines are an attack).
     """
 
-    __slots__ = ("_pairs",)
+    # Kept flat, name, value, name, value: a connection keeps its request's
+    # headers for its whole life, and a tuple per field would be some 56
+    # bytes more each (700 for a browser's request).
+    __slots__ = ("_fields",)
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        self._pairs: HeaderPairs = tuple((str(n), str(v)) for n, v in pairs)
+        fields: list[str] = []
+        for name, value in pairs:
+            fields += (str(name), str(value))
+        self._fields: tuple[str, ...] = tuple(fields)
 
     @classmethod
-    def _of(cls, pairs: HeaderPairs) -> Headers:
-        """Headers holding `pairs` as they are (the parser's own, already
-        str): no copy of each pair for a connection to keep."""
+    def _of(cls, fields: tuple[str, ...]) -> Headers:
+        """Headers holding the parser's `fields` (flat, already str) as they are."""
         headers = cls.__new__(cls)
-        headers._pairs = pairs
+        headers._fields = fields
         return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -123,33 +128,35 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         wanted = name.lower()
-        return [v for n, v in self._pairs if n.lower() == wanted]
+        fields = self._fields
+        return [fields[i + 1] for i in range(0, len(fields), 2) if fields[i].lower() == wanted]
 
     def count(self, name: str) -> int:
         wanted = name.lower()
-        return sum(1 for n, _ in self._pairs if n.lower() == wanted)
+        return sum(1 for n in self._fields[::2] if n.lower() == wanted)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.count(name) > 0
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._pairs)
+        fields = self._fields
+        return zip(fields[::2], fields[1::2], strict=True)
 
     def __len__(self) -> int:
-        return len(self._pairs)
+        return len(self._fields) // 2
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and self._pairs == other._pairs
+        return isinstance(other, Headers) and self._fields == other._fields
 
     def __hash__(self) -> int:
-        return hash(self._pairs)
+        return hash(self._fields)
 
     def __repr__(self) -> str:
-        return f"Headers({list(self._pairs)!r})"
+        return f"Headers({list(self)!r})"
 
     @property
     def pairs(self) -> HeaderPairs:
-        return self._pairs
+        return tuple(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +197,7 @@ def take_head(buffer: bytearray, *, max_size: int, what: str, status: int) -> by
 def _parse_header_lines(lines: list[bytes], max_count: int) -> Headers:
     if len(lines) > max_count:
         raise HandshakeViolation(431, f"more than {max_count} header fields")
-    pairs: list[tuple[str, str]] = []
+    fields: list[str] = []
     for line in lines:
         if line[:1] in (b" ", b"\t"):
             raise HandshakeViolation(400, "obsolete line folding in a header field")
@@ -200,8 +207,8 @@ def _parse_header_lines(lines: list[bytes], max_count: int) -> Headers:
         value = value.strip(b" \t")
         if _FORBIDDEN_IN_VALUE.search(value):
             raise HandshakeViolation(400, f"control character in header {name.decode('ascii')}")
-        pairs.append((_text(name), _text(value)))  # (a name is a token: ASCII)
-    return Headers._of(tuple(pairs))
+        fields += (_text(name), _text(value))  # (a name is a token: ASCII)
+    return Headers._of(tuple(fields))
 
 
 def _split_head(head: bytes) -> tuple[bytes, list[bytes]]:

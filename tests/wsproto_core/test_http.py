@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from wsproto_core.errors import HandshakeViolation
@@ -36,6 +38,10 @@ def test_headers_are_case_insensitive_ordered_and_keep_duplicates() -> None:
     assert hash(headers) == hash(Headers(headers.pairs))
     assert headers != [("X-A", "1")]
     assert "X-A" in repr(headers)
+    assert repr(Headers([("A", "1")])) == "Headers([('A', '1')])"
+    assert Headers([("n", 1)]).pairs == (("n", "1"),)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="too many values"):
+        Headers([("a", "b", "c")])  # type: ignore[list-item]
 
 
 def test_latin1_values_are_kept() -> None:
@@ -123,6 +129,12 @@ def test_common_names_and_values_are_shared_by_every_request(head: bytes) -> Non
         (name.decode(), value.strip().decode()) for name, value in fields
     ]
     assert first.method is second.method
+    # One flat tuple of strings, no tuple per field (56 bytes each, kept
+    # for the connection's life).
+    fields = first.headers._fields
+    assert type(fields) is tuple
+    assert all(type(text) is str for text in gc.get_referents(fields))
+    assert len(fields) == 2 * len(lines)
     for (name, value), (name_again, value_again) in zip(first.headers, second.headers, strict=True):
         assert (name is name_again) == (name not in PEER_TEXT), name
         assert (value is value_again) == (value not in PEER_TEXT), value
