@@ -62,7 +62,10 @@ class WebSocket(AsyncConnectionView):
         self._stream = stream
         self._socket = _writable_socket(stream)
         self._settings = settings
-        self._arrived = trio.Event()  # Wake.MESSAGES
+        # The task parked in recv() for Wake.MESSAGES. Parked by hand, not on
+        # a trio.Event: an idle connection's handler waits there for good,
+        # and an Event (its set, its wait frames) costs it some 800 bytes.
+        self._receiver: trio.lowlevel.Task | None = None
         # Made when first waited for: most connections never wait for room
         # or for a pong, and an idle connection's memory is its cost.
         self._room: trio.Event | None = None  # Wake.ROOM
@@ -104,9 +107,15 @@ class WebSocket(AsyncConnectionView):
             self._room.set()
         if driver.is_over():
             raise driver.closed_error()
-        if self._arrived.is_set():
-            self._arrived = trio.Event()
-        await self._arrived.wait()
+        # Until the next wake-up (one that came before is already taken:
+        # the caller looked, and found nothing).
+        self._receiver = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._unpark_receiver)
+
+    def _unpark_receiver(self, _: object) -> trio.lowlevel.Abort:
+        """A parked recv() is cancelled: it is no longer there to wake."""
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     # -- sending -------------------------------------------------------------
 
@@ -335,7 +344,10 @@ class WebSocket(AsyncConnectionView):
 
     def _wake(self, wake: int) -> None:
         if wake & Wake.MESSAGES:
-            self._arrived.set()
+            receiver = self._receiver
+            if receiver is not None:
+                self._receiver = None
+                trio.lowlevel.reschedule(receiver)
         if wake & Wake.PONGS and self._pong_arrived is not None:
             self._pong_arrived.set()
         if wake & Wake.ROOM and self._room is not None:
@@ -348,23 +360,15 @@ class WebSocket(AsyncConnectionView):
         else:
             self._write_now()
 
-    async def _receive(self) -> bytes | bytearray:
-        """One read (b"": the end). From a plain socket, straight from its
-        descriptor once trio says it is readable: the reader parks in a
-        few frames instead of the dozen of trio's stream and socket layers,
-        and an idle connection is mostly its parked reader."""
-        sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(READ_SIZE)
-        while sock.fileno() >= 0:  # (closed: the end)
-            await trio.lowlevel.wait_readable(sock)  # (ClosedResourceError if closed meanwhile)
-            try:
-                return os.read(sock.fileno(), READ_SIZE)
-            except BlockingIOError:
-                continue  # (woken, but another read took it)
-            except OSError:  # a reset: the end, as trio's stream would say
-                return b""
-        return b""
+    def _read_now(self, sock: trio.socket.SocketType) -> bytes | None:
+        """What the socket has (b"": the end), None if nothing after all
+        (woken, but another read took it)."""
+        try:
+            return os.read(sock.fileno(), READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:  # a reset (or closed meanwhile): the end, as trio's stream says
+            return b""
 
     async def _read_some(self) -> bool:
         """Read once (or run a due timer); False when the connection is over."""
@@ -374,7 +378,18 @@ class WebSocket(AsyncConnectionView):
         with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
             self._read_scope = scope
             try:
-                data = await self._receive()
+                sock = self._socket
+                if sock is None:
+                    data = await self._stream.receive_some(READ_SIZE)
+                # A plain socket is read straight from its descriptor once
+                # trio says it is readable: the reader parks in a few frames
+                # instead of the dozen of trio's stream and socket layers,
+                # and a parked reader is most of an idle connection.
+                while sock is not None and sock.fileno() >= 0:
+                    await trio.lowlevel.wait_readable(sock)
+                    if (got := self._read_now(sock)) is not None:
+                        data = got
+                        break
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
         self._read_scope = None

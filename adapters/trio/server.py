@@ -81,13 +81,7 @@ class Server:
             )
             ws.remote_address = address
             self.connections.add(ws)
-            opened = False
-            with trio.move_on_after(self.settings.open_timeout or math.inf) as opening:
-                opened = await ws._handshake()
-            stats = self.settings.stats
-            if opening.cancelled_caught and stats is not None:
-                stats.refused(stats.TIMED_OUT)  # (the core's own timer counts when it is first)
-            if opened:
+            if await self._open(ws):
                 # The reader (and any writer task) run in the server's own
                 # nursery: a nursery per connection would cost memory each
                 # idle connection pays for. They catch what they raise.
@@ -111,6 +105,17 @@ class Server:
                 ws._set_closed()
                 self.connections.discard(ws)
             self.admission.depart()
+
+    async def _open(self, ws: WebSocket) -> bool:
+        """The opening handshake, within `open_timeout` (its own frame: the
+        timeout's scope is not kept for the connection's whole life)."""
+        opened = False
+        with trio.move_on_after(self.settings.open_timeout or math.inf) as opening:
+            opened = await ws._handshake()
+        stats = self.settings.stats
+        if opening.cancelled_caught and stats is not None:
+            stats.refused(stats.TIMED_OUT)  # (the core's own timer counts when it is first)
+        return opened
 
     async def serve_forever(self) -> None:
         """Wait until the server is closed."""
