@@ -52,10 +52,15 @@ def test_latin1_values_are_kept() -> None:
     ("head", "status", "reason"),
     [
         (b"GET / HTTP/1.1\r\n folded: x", 400, "obsolete line folding in a header field"),
+        (b"GET / HTTP/1.1\r\n\tfolded: x", 400, "obsolete line folding in a header field"),
         (b"GET / HTTP/1.1\r\nNo colon", 400, "malformed header field"),
         (b"GET / HTTP/1.1\r\nBad(name): x", 400, "malformed header field"),
         (b"GET / HTTP/1.1\r\n: empty name", 400, "malformed header field"),
         (b"GET / HTTP/1.1\r\nX: a\x00b", 400, "control character in header X"),
+        # (only spaces and tabs around a value are its padding: the others
+        # are control characters, and refused, at either end)
+        (b"GET / HTTP/1.1\r\nX: a\x0c", 400, "control character in header X"),
+        (b"GET / HTTP/1.1\r\nX:\x0b a", 400, "control character in header X"),
         (b"GET / HTTP/1.1\r\nX: a\nY: b", 400, "bare CR or LF in the message head"),
         (b"GET / HTTP/1.1\r\nX: a\rb", 400, "bare CR or LF in the message head"),
         (b"GET  / HTTP/1.1", 400, "malformed request line"),
