@@ -5,7 +5,8 @@ memory, see `tls.py`, so every socket is a plain socket to every thread):
 
 - a reader thread per connection reads, feeds the driver, runs the core's
   timers while it waits, and writes what the core answers on its own
-  (pongs, the close reply) unless a sender is writing, who then takes them;
+  (pongs, the close reply) before it wakes the application's threads,
+  unless a sender is writing, who then takes them;
 - the application's threads (on a server, each connection's handler runs
   in a thread of its own) call `recv` (waiting on the condition) and
   `send` (writing with `sendall` under the write lock: the peer's reading

@@ -30,7 +30,7 @@ from typing import Any
 from wsproto_core import Connection, PreparedMessage, State
 
 from .._common import READ_SIZE, Message, Settings, mark_final
-from .._driver import CloseStep, Driver, RequestPolicy
+from .._driver import CloseStep, Driver, RequestPolicy, Wake
 from .._view import ConnectionView
 from ..errors import ConnectionClosedOK
 from . import housekeeper
@@ -254,8 +254,9 @@ class WebSocket(ConnectionView, Writing):
         with self._lock:
             if self._closed.is_set():
                 return
-            self._wake(self._driver.timer(_now()))
+            wake = self._wake_unless_owed(self._driver.timer(_now()))
             should_close = self._core.should_close_transport
+        self._wake_answered(wake)
         self._write_soon()
         if should_close:
             self._abort()
@@ -356,6 +357,45 @@ class WebSocket(ConnectionView, Writing):
         if wake:
             self._changed.notify_all()
 
+    def _wake_unless_owed(self, wake: int) -> int:
+        """`_wake` (the caller holds the lock), unless the input or timer
+        that made `wake` also left the core owing the peer bytes (a close
+        reply, pongs, a failure's close frame): then return `wake`, for
+        `_wake_answered` once the lock is released.
+
+        The answer goes first because a woken thread (a handler in recv(),
+        a ping waiting for its pong) competes with this one for the core
+        lock, the write lock and the GIL (which a running thread keeps for
+        up to the 5 ms switch interval): woken first, it made the answer
+        wait for the application's turn while the peer's clock ran. (The
+        Autobahn testsuite's deadline for a close reply is anywhere in
+        (0, 1] s, its timer rounding down to whole seconds: every
+        millisecond of delay is a chance in a thousand of an UNCLEAN close.)
+        asyncio and trio write in the step that took the input, before any
+        woken task runs; this is their order. Input that brings only
+        messages, the hot path, still wakes at once, under this lock."""
+        if not wake:
+            return Wake.NONE
+        if self._driver.has_output:
+            return wake
+        self._changed.notify_all()
+        return Wake.NONE
+
+    def _wake_answered(self, wake: int) -> None:
+        """Hand what the core owes the peer to the kernel, then wake whoever
+        waits for `wake` (see `_wake_unless_owed`); without the lock.
+
+        The write never blocks, so a peer that does not read delays no
+        wake-up (the messages that came with the answer are the
+        application's at once): if a sender holds the write lock, it writes
+        the answer after its own frames (`_release_writer`), and what the
+        socket does not take at once is the caller's `_flush_from_reader`
+        (or the housekeeper's) to finish, as before."""
+        if wake:
+            self._write_soon()
+            with self._lock:
+                self._changed.notify_all()
+
     def _wait_readable(self, poller: select.poll) -> bool:
         """Sleep until data or the core's next deadline; False on a deadline."""
         with self._lock:
@@ -364,7 +404,8 @@ class WebSocket(ConnectionView, Writing):
         if poller.poll(timeout):
             return True
         with self._lock:
-            self._wake(self._driver.timer(_now()))
+            wake = self._wake_unless_owed(self._driver.timer(_now()))
+        self._wake_answered(wake)
         self._flush_from_reader()
         return False
 
@@ -389,15 +430,19 @@ class WebSocket(ConnectionView, Writing):
             return b"", True
 
     def _feed(self, data: bytes, ended: bool) -> bool:
-        """Give the driver `data` (and the end), write what it answers;
+        """Give the driver `data` (and the end), write what it answers,
+        before waking whoever it concerns (see `_wake_unless_owed`);
         False once the connection is over."""
         with self._lock:
             driver = self._driver
+            wake = Wake.NONE
             if data or driver.unfed:
-                self._wake(driver.received(data, _now()))
+                wake = driver.received(data, _now())
             if ended:
-                self._wake(driver.eof(_now()))
+                wake |= driver.eof(_now())
+            wake = self._wake_unless_owed(wake)
             done = self._core.should_close_transport or ended
+        self._wake_answered(wake)
         self._flush_from_reader()
         return not done
 
@@ -419,7 +464,8 @@ class WebSocket(ConnectionView, Writing):
                 if self._changed.wait(timeout) or deadline is None or _now() < deadline:
                     continue
             with self._lock:
-                self._wake(self._driver.timer(_now()))
+                wake = self._wake_unless_owed(self._driver.timer(_now()))
+            self._wake_answered(wake)
             self._flush_from_reader()
             if self._core.should_close_transport:
                 return
