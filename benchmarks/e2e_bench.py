@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import selectors
 import socket
@@ -192,6 +193,10 @@ def start_server(impl: str) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # some peers log every write after a client leaves
         text=True,
+        # Our servers from this tree, not from wherever the package is
+        # installed: a before/after comparison runs two trees.
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONPATH": f"{HERE}:{HERE.parent}"},
     )
     assert server.stdout is not None
     if server.stdout.readline().strip() != "ready":
