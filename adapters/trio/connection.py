@@ -5,11 +5,13 @@ with `trio.Event`s and writes.
 Writing does not need a task of its own. What the core queues is written
 at once, without waiting, as far as the socket takes it (a plain TCP
 socket on a POSIX system: `os.write` on its non-blocking descriptor, which
-is what trio's own `send_all` does first). Only what the socket does not
-take, and everything on a TLS stream, goes to a writer task, started for
-that backlog and gone once it is written. An idle connection is then two
-tasks (its handler and its reader), and a broadcast is a write per peer
-within the broadcasting task, not a task switch per peer.
+is what trio's own `send_all` does first); what is sent again in the same
+scheduler step waits for the step's end and goes out with the rest of it
+(`_batch.py`). Only what the socket does not take, and everything on a TLS
+stream, goes to a writer task, started for that backlog and gone once it
+is written. An idle connection is then two tasks (its handler and its
+reader), and a broadcast is a write per peer within the broadcasting task,
+not a task switch per peer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from wsproto_core import Connection, PreparedMessage, State
 from .._common import READ_SIZE, Message, Settings, amark_final
 from .._driver import CloseStep, Driver, RequestPolicy, Wake
 from .._view import AsyncConnectionView
+from ._batch import end_of_step
 
 logger = logging.getLogger(__name__)
 # Tasks' names, given: trio would otherwise format one per task, some 90
@@ -83,6 +86,10 @@ class WebSocket(AsyncConnectionView):
         self._unflushed = 0  # bytes queued in the core since the last write
         self._in_flight = 0  # bytes in the writer task's write under way
         self._write_cut = False  # a write was cancelled halfway
+        # Wrote at once in this scheduler step: later writes in it wait for
+        # its end (`_end_of_step`), to go out together.
+        self._touched = False
+        self._end_of_this_step = end_of_step()
         self._gone = False  # we closed the stream
         self.remote_address: Any = None
         socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
@@ -214,7 +221,11 @@ class WebSocket(AsyncConnectionView):
         """Write what the core queued, as far as the socket takes it without
         waiting; the rest goes to a writer task (which, while it runs, writes
         whatever is queued after it too). Closes the transport if the core
-        says so once its last bytes are out."""
+        says so once its last bytes are out.
+
+        The first write of a scheduler step goes at once; the ones after it
+        in the same step wait for the step's end (`_end_of_step`) and go
+        out together, unless more than `write_limit` bytes wait."""
         if self._writer_scope is not None or self._write_cut:
             return  # the writer task takes it (or nothing may follow a cut frame)
         driver = self._driver
@@ -224,6 +235,12 @@ class WebSocket(AsyncConnectionView):
         if sock is None:  # TLS: only a task can write
             self._start_writer()
             return
+        if (
+            self._touched
+            and self._unflushed <= self._settings.write_limit
+            and not driver.core.should_close_transport
+        ):
+            return  # the end of this step writes it, with whatever else comes
         chunks, close = driver.output()
         self._unflushed = 0
         if chunks:
@@ -246,7 +263,16 @@ class WebSocket(AsyncConnectionView):
         if close:
             self._close_socket(sock)
             return
+        if not self._touched:
+            self._touched = True
+            self._end_of_this_step.add(self)
         self._follow_deadline()
+
+    def _end_of_step(self) -> None:
+        """The step in which this connection wrote is over: write what was
+        queued after that, in one go."""
+        self._touched = False
+        self._write_now()
 
     def _close_socket(self, sock: trio.socket.SocketType) -> None:
         """Close at once, from whatever task: trio wakes a reader waiting

@@ -7,9 +7,11 @@ import os
 import socket
 import time
 
+import pytest
 import trio
 
 from adapters import trio as ws_trio
+from adapters.trio import connection as trio_connection
 from wsproto_core import BytesMessage, CloseReceived, PreparedMessage
 
 from ..harness import open_raw
@@ -88,6 +90,9 @@ def test_an_idle_connection_is_two_tasks_and_a_broadcast_starts_none() -> None:
     seen: dict[str, object] = {}
 
     async def handler(ws: ws_trio.WebSocket) -> None:
+        # (after the peer's first message: written at once, the broadcast
+        # could reach the peer with the 101, where open_raw drops it)
+        await ws.recv()
         seen["idle writer"] = ws._writer_scope
         seen["backlog"] = ws.send_prepared(PreparedMessage(b"to all"))
         seen["writer after"] = ws._writer_scope
@@ -101,6 +106,8 @@ def test_an_idle_connection_is_two_tasks_and_a_broadcast_starts_none() -> None:
             def peer(port: int) -> None:
                 sock, core = open_raw(port)
                 with sock:
+                    core.send_bytes(b"go")
+                    sock.sendall(core.data_to_send())
                     messages: list[object] = []
                     while not messages:
                         data = sock.recv(65536)
@@ -123,3 +130,47 @@ def test_an_idle_connection_is_two_tasks_and_a_broadcast_starts_none() -> None:
     assert seen["idle writer"] is None
     assert seen["backlog"] == 0  # all written at once
     assert seen["writer after"] is None
+
+
+def test_sends_of_one_step_after_the_first_go_out_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first message of a scheduler step is written at once; the rest
+    of the step's wait for its end and go out in one write (a broadcast of
+    many messages read in one go is then one write per peer, not one per
+    message), in order."""
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    async def handler(ws: ws_trio.WebSocket) -> None:
+        await ws.recv()  # the peer's "go"
+        monkeypatch.setattr(trio_connection.os, "write", counting_write)
+        for n in range(50):
+            ws.send_prepared(PreparedMessage(f"m{n}".encode()))
+        assert len(writes) == 1  # the first, at once
+        await trio.sleep(0.1)  # (the step ends)
+        monkeypatch.undo()
+        await ws.recv()  # the peer's "bye"
+
+    received: list[bytes] = []
+
+    def peer(port: int) -> None:
+        sock, core = open_raw(port)
+        with sock:
+            core.send_bytes(b"go")
+            sock.sendall(core.data_to_send())
+            while len(received) < 50:
+                data = sock.recv(65536)
+                assert data
+                received.extend(
+                    e.data for e in core.receive_data(data) if isinstance(e, BytesMessage)
+                )
+            core.send_bytes(b"bye")
+            sock.sendall(core.data_to_send())
+
+    serve_one(handler, peer, ping_interval=None)
+    assert received == [f"m{n}".encode() for n in range(50)]
+    assert len(writes) == 2  # the first alone, the other 49 together
+    assert writes[1] == sum(len(f"m{n}") + 2 for n in range(1, 50))
