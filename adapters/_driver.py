@@ -271,12 +271,6 @@ class Driver:
                 wake |= _MESSAGES
                 continue
             match event:
-                case TextFragment() | BytesFragment():
-                    if fragments is _NO_FRAGMENTS:
-                        fragments = self.fragments = deque()
-                    fragments.append(event)
-                    self._queued_bytes += len(event.data)
-                    wake |= Wake.MESSAGES
                 case Pong(payload=payload):
                     if self._answer_pings(payload, now):
                         wake |= Wake.PONGS
