@@ -1,7 +1,7 @@
 from typing import Any
 
 def apply_mask(
-    data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes = b"", /
+    data: bytes | bytearray | memoryview | str, mask: bytes, prefix: bytes = b"", /
 ) -> bytes: ...
 
 class Constructor:

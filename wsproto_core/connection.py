@@ -477,7 +477,8 @@ class Connection:
         if not isinstance(data, str):
             raise TypeError(f"send_text takes str, not {type(data).__name__}")
         if final and not self._sending_opcode and self._compressor is None:
-            self._writer.write(_TEXT, data.encode("utf-8"))
+            # A client masks ASCII text straight from the str (FrameWriter.write).
+            self._writer.write(_TEXT, data if self._client and data.isascii() else data.encode())
         else:
             self._send_fragment(_TEXT, data.encode("utf-8"), final, compress)
 

@@ -15,7 +15,7 @@ Buffer = bytes | bytearray | memoryview
 
 
 class MaskFunction(Protocol):
-    def __call__(self, data: Buffer, mask: bytes, prefix: bytes = b"", /) -> bytes: ...
+    def __call__(self, data: Buffer | str, mask: bytes, prefix: bytes = b"", /) -> bytes: ...
 
 
 # Below this size one big-integer XOR beats four strided translate() calls.
@@ -30,10 +30,17 @@ def _xor_table(key: int) -> bytes:
     return table
 
 
-def apply_mask_python(data: Buffer, mask: bytes, prefix: bytes = b"", /) -> bytes:
-    """`prefix` + `data` XOR `mask` repeated; pure Python, no per-byte loop."""
+def apply_mask_python(data: Buffer | str, mask: bytes, prefix: bytes = b"", /) -> bytes:
+    """`prefix` + `data` XOR `mask` repeated; pure Python, no per-byte loop.
+
+    An ASCII str is masked as its bytes (the accelerator reads it in place;
+    here it is encoded first), and any other str refused with ValueError."""
     if len(mask) != 4:
         raise ValueError("mask must be 4 bytes")
+    if isinstance(data, str):
+        if not data.isascii():
+            raise ValueError("only ASCII text is masked without encoding")
+        data = data.encode("ascii")
     size = len(data)
     if size < _TRANSLATE_THRESHOLD:
         repeated = (mask * ((size >> 2) + 1))[:size]

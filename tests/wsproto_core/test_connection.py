@@ -220,6 +220,23 @@ def test_large_sends_use_every_length_encoding() -> None:
     assert client.receive_data(server.data_to_send()) == expected
 
 
+def test_text_of_every_length_and_alphabet_round_trips() -> None:
+    """A client masks ASCII text straight from the str and encodes any
+    other first; the header's length must be the UTF-8 length either way."""
+    client, server = open_pair(max_message_size=None)
+    texts = [
+        "a" * size + tail
+        for size in [0, 123, 124, 125, 126, 4095, 65533, 65535, 65536, 1 << 20]
+        for tail in ["", "\u00e9", "\U0001f600"]
+    ]
+    for text in texts:
+        client.send_text(text)
+        server.send_text(text)
+    expected = [TextMessage(data=text) for text in texts]
+    assert server.receive_data(client.data_to_send()) == expected
+    assert client.receive_data(server.data_to_send()) == expected
+
+
 def test_chunks_to_send_is_data_to_send_unjoined() -> None:
     client, server = open_pair()
     server.send_bytes(bytes(70000))

@@ -79,3 +79,22 @@ def test_rotate_continues_the_mask_mid_payload() -> None:
         head = reference(data[:cut], mask)
         tail = masking.apply_mask_python(data[cut:], masking.rotate(mask, cut % 4))
         assert head + tail == whole
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 4095, 4096, 4097, 100_003])
+def test_ascii_text_is_masked_as_its_bytes(apply: masking.MaskFunction, size: int) -> None:
+    """A client's text is masked straight from the str (no encoded copy)."""
+    text = "".join(chr(32 + (i * 7) % 95) for i in range(size))
+    mask = b"\x01\x80\xfe\x7f"
+    assert apply(text, mask) == reference(text.encode(), mask)
+    assert apply(text, mask, b"head") == b"head" + reference(text.encode(), mask)
+
+
+@pytest.mark.parametrize("apply", IMPLEMENTATIONS)
+@pytest.mark.parametrize("text", ["é", "x" * 100 + "\u20ac", "\U0001f600"])
+def test_other_text_is_refused(apply: masking.MaskFunction, text: str) -> None:
+    """Its bytes would be its UTF-8 encoding, whose length the frame header
+    could not know from len(str): the caller must encode it first."""
+    with pytest.raises(ValueError, match="only ASCII text"):
+        apply(text, b"abcd")
