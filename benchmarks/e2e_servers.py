@@ -189,6 +189,86 @@ def trio_websocket_server(port: int) -> None:
     trio.run(main)
 
 
+def raw_server(port: int, uvloop: bool) -> None:
+    """No WebSocket library: the floor the load client and the loop set.
+
+    It answers the handshake with a fixed 101 and then each whole frame it
+    receives with an unmasked frame of the same length (zeros, not the
+    echoed payload), in one write per read. It does no unmasking, no
+    checks and no allocation per message beyond the reply, so no real
+    server can be faster on this benchmark; a target above it is out of
+    the benchmark's reach, not the server's.
+    """
+
+    accept = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    replies: dict[int, bytes] = {}
+
+    def reply(length: int) -> bytes:
+        frame = replies.get(length)
+        if frame is None:
+            if length < 126:
+                head = bytes([0x82, length])
+            elif length < 65536:
+                head = bytes([0x82, 126]) + length.to_bytes(2, "big")
+            else:
+                head = bytes([0x82, 127]) + length.to_bytes(8, "big")
+            frame = replies[length] = head + bytes(length)
+        return frame
+
+    class Raw(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buffer = b""
+            self.open = False
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data
+            if not self.open:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    self.buffer = buffer
+                    return
+                self.transport.write(accept)
+                self.open = True
+                buffer = buffer[end + 4 :]
+            out = []
+            pos, size = 0, len(buffer)
+            while size - pos >= 6:
+                length = buffer[pos + 1] & 0x7F
+                start = pos + 6
+                if length == 126:
+                    start += 2
+                    if size < start:
+                        break
+                    length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                elif length == 127:
+                    start += 8
+                    if size < start:
+                        break
+                    length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+                if size < start + length:
+                    break
+                if buffer[pos] & 0x0F == 0x8:
+                    self.transport.close()
+                    return
+                out.append(reply(length))
+                pos = start + length
+            self.buffer = buffer[pos:]
+            if out:
+                self.transport.write(b"".join(out))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(Raw, "127.0.0.1", port)
+        ready()
+        await forever()
+
+    run_asyncio(main, uvloop)
+
+
 IMPLEMENTATIONS = {
     "ours-asyncio": lambda port: ours_asyncio(port, False),
     "ours-asyncio-uvloop": lambda port: ours_asyncio(port, True),
@@ -202,6 +282,8 @@ IMPLEMENTATIONS = {
     "picows": lambda port: picows_server(port, False),
     "picows-uvloop": lambda port: picows_server(port, True),
     "trio-websocket": trio_websocket_server,
+    "raw": lambda port: raw_server(port, False),
+    "raw-uvloop": lambda port: raw_server(port, True),
 }
 
 
