@@ -9,7 +9,9 @@ For each server: pipelined echo throughput (64 messages in flight) for 16 B,
 p99); and the server's resident memory per idle open connection, from
 /proc, with 1,000 connections. The load client is raw sockets with
 pre-built masked frames, so it favours no library. Ratios compare ours with
-each peer measured in the same run.
+each peer measured in the same run. "raw" is no library at all (see
+`raw_server` in e2e_servers.py): the ceiling the load client and the loop
+set, which no server can pass.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ DEFAULT_IMPLS = [
     "picows",
     "picows-uvloop",
     "trio-websocket",
+    "raw",
+    "raw-uvloop",
 ]
 # Which peer each of ours is judged against (the issue's targets), then all.
 HEADLINE = [
