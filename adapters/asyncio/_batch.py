@@ -6,6 +6,12 @@ thousand handles, and the loop works through them before it reads again:
 the next message waits behind them (about a millisecond at N = 1,000). One
 callback per loop, running each connection's flush in turn, does the same
 writes at a fraction of the cost.
+
+Most connections need no flush at all: a broadcast writes each peer's one
+frame at once. What such a connection needs is only to know whether it
+already wrote in this iteration, so `iteration` counts the batch's runs:
+a connection that wrote keeps the number (`touch`), and the number is
+stale once the batch has run. No callback per peer, and no handle.
 """
 
 from __future__ import annotations
@@ -26,15 +32,27 @@ class EndOfIteration:
     """Runs the flushes added during one loop iteration in a single callback,
     in the order they were added."""
 
-    __slots__ = ("__weakref__", "_due", "_loop")
+    __slots__ = ("__weakref__", "_due", "_loop", "_scheduled", "iteration")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
         self._due: list[Callable[[], None]] = []
+        self._scheduled = False
+        # How many times the batch has run: the number of the iteration
+        # now under way, as far as writes are concerned.
+        self.iteration = 0
+
+    def touch(self) -> int:
+        """Make sure this iteration ends with a run (which moves
+        `iteration` on); returns the iteration's number."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._running_loop().call_soon(self._run)
+        return self.iteration
 
     def add(self, flush: Callable[[], None]) -> None:
-        if not self._due:
-            self._running_loop().call_soon(self._run)
+        """Run `flush` at the end of this iteration."""
+        self.touch()
         self._due.append(flush)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -47,6 +65,8 @@ class EndOfIteration:
     def _run(self) -> None:
         # Flushes added while these run (a write that ends a connection,
         # whose callbacks send on another) go to the next callback.
+        self._scheduled = False
+        self.iteration += 1
         due, self._due = self._due, []
         for index, flush in enumerate(due):
             try:
@@ -58,8 +78,7 @@ class EndOfIteration:
             except BaseException:  # (KeyboardInterrupt, SystemExit): the rest stay due
                 rest = due[index + 1 :]
                 if rest:
-                    if not self._due:
-                        self._running_loop().call_soon(self._run)
+                    self.touch()
                     self._due[:0] = rest
                 raise
 

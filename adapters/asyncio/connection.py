@@ -63,7 +63,9 @@ class WebSocket(AsyncConnectionView):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._flush_scheduled = False  # later sends in this iteration wait for the batch
+        # The batch's iteration in which this connection wrote last: later
+        # sends in it wait for the batch (see `_flush_soon`).
+        self._wrote_in = _NOT_YET
         self._in_batch = False  # `_deferred_flush` is due in the batch
         self._end_of_iteration = end_of_iteration(self._loop)
         self._unflushed = 0  # bytes sent since the last write, for _flush_soon
@@ -150,13 +152,17 @@ class WebSocket(AsyncConnectionView):
             # for a broadcast goes to the transport, where it is counted.
             _write(transport, driver.output()[0])
             return transport.get_write_buffer_size()
-        if not self._flush_scheduled and transport is not None:
+        batch = self._end_of_iteration
+        if self._wrote_in != batch.iteration and transport is not None:
             # Only the write: a data frame starts no timer, and an open
-            # connection has no close to act on (if it had, the deferred
-            # flush would see it). Later ones in this iteration are batched.
-            self._flush_scheduled = True
-            self._join_batch()
-            _write(transport, driver.core.chunks_to_send())
+            # connection has no close to act on. Later ones in this
+            # iteration are batched (`_flush_soon`).
+            self._wrote_in = batch.touch()
+            chunks = driver.core.chunks_to_send()
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+            else:
+                _write(transport, chunks)
             return transport.get_write_buffer_size()
         self._flush_soon(size)
         waiting = self._unflushed
@@ -170,13 +176,15 @@ class WebSocket(AsyncConnectionView):
         once past `write_limit`, so a loop of sends that never yields cannot
         buffer without bound."""
         self._unflushed += size
-        if not self._flush_scheduled:
+        batch = self._end_of_iteration
+        if self._wrote_in != batch.iteration:
             self._flush()
-            self._flush_scheduled = True
-            self._join_batch()
-        elif self._unflushed > self._settings.write_limit:
+            self._wrote_in = batch.touch()
+            return
+        self._join_batch()
+        if self._unflushed > self._settings.write_limit:
             self._flush()
-            self._flush_scheduled = True  # (still batched until the end of the iteration)
+            self._wrote_in = batch.iteration  # (still batched until the end of the iteration)
 
     def _join_batch(self) -> None:
         """Have `_deferred_flush` run at the end of this iteration, once."""
@@ -255,7 +263,7 @@ class WebSocket(AsyncConnectionView):
 
     def _flush(self) -> None:
         """Write what the core queued, close if it says so, re-arm the timer."""
-        self._flush_scheduled = False
+        self._wrote_in = _NOT_YET
         self._unflushed = 0
         driver = self._driver
         transport = self._transport
@@ -288,7 +296,6 @@ class WebSocket(AsyncConnectionView):
         if self._driver.has_output:
             self._flush()
         else:
-            self._flush_scheduled = False
             self._unflushed = 0
 
     def _on_timer(self) -> None:
@@ -401,6 +408,9 @@ class _Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.ws._resume_writing()
 
+
+# A `_wrote_in` that no iteration has: the next send writes at once.
+_NOT_YET = -1
 
 # Chunks totalling up to this are joined into one write (see `_write`).
 JOIN_BELOW = 256 * 1024

@@ -28,6 +28,37 @@ def test_flushes_run_once_in_order_after_the_current_step() -> None:
     asyncio.run(main())
 
 
+def test_touch_numbers_the_iteration_and_the_run_moves_it_on() -> None:
+    """A connection that wrote keeps `touch()`'s number; once the batch has
+    run, that number is stale, with no callback of the connection's own."""
+    seen: list[int] = []
+    runs: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        batch = EndOfIteration(loop)
+        real_call_soon = loop.call_soon
+
+        def counting_call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            runs.append(callback)
+            return real_call_soon(callback, *args, **kwargs)
+
+        loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+        seen.extend([batch.touch(), batch.touch(), batch.iteration])
+        batch.add(lambda: seen.append(batch.iteration))
+        await asyncio.sleep(0)
+        seen.append(batch.touch())
+        await asyncio.sleep(0)
+        seen.append(batch.iteration)
+        del loop.call_soon
+
+    asyncio.run(main())
+    # one run scheduled per iteration touched, however many touches; a
+    # flush added in an iteration sees the next number
+    assert seen == [0, 0, 0, 1, 1, 2]
+    assert sum(1 for callback in runs if getattr(callback, "__name__", "") == "_run") == 2
+
+
 def test_a_failing_flush_is_reported_and_the_others_still_run() -> None:
     ran: list[str] = []
     reported: list[dict[str, Any]] = []

@@ -102,6 +102,49 @@ def test_a_broadcast_to_many_peers_defers_one_callback_not_one_per_peer() -> Non
         loop.stop()
 
 
+def test_a_broadcast_of_one_message_leaves_no_flush_due() -> None:
+    """Each peer's one frame is written at once, so nothing is left for the
+    end of the iteration: no flush per peer, and one run of the batch (which
+    only moves its iteration on). A second message in the iteration is
+    batched as before."""
+    peers = 20
+    everyone: list[ws_asyncio.WebSocket] = []
+    due: list[int] = []
+
+    async def handler(ws: ws_asyncio.WebSocket) -> None:
+        everyone.append(ws)
+        if await ws.recv() == "go":
+            prepared = PreparedMessage("news")
+            for peer in everyone:
+                peer.send_prepared(prepared)
+            due.append(len(ws._end_of_iteration._due))
+            await asyncio.sleep(0)
+            for peer in everyone:
+                peer.send_prepared(prepared)
+                peer.send_prepared(prepared)
+            due.append(len(ws._end_of_iteration._due))
+        await ws.wait_closed()
+
+    loop = AsyncioThread()
+    server = loop.run(lambda: ws_asyncio.serve(handler, "127.0.0.1", 0))
+    clients = []
+    try:
+        for _ in range(peers):
+            clients.append(ws_blocking.connect(f"ws://127.0.0.1:{server.port}/"))
+        deadline = time.monotonic() + 10
+        while len(everyone) < peers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clients[0].send("go")
+        for client in clients:
+            assert [client.recv(timeout=10) for _ in range(3)] == ["news"] * 3
+        assert due == [0, peers]
+    finally:
+        for client in clients:
+            client.close()
+        loop.run(server.close, timeout=20)
+        loop.stop()
+
+
 def test_sends_past_the_write_limit_keep_one_place_in_the_batch() -> None:
     """Past `write_limit` a send writes at once; the connection's place in
     the end-of-iteration batch stays the one it had, not one more per write."""
