@@ -60,13 +60,10 @@ class AsyncConnectionView(ConnectionView):
 
     async def recv(self) -> Message:
         """The next whole message: str for text, bytes for binary."""
+        message = self._take_waiting()
+        if message is not None:
+            return message
         driver = self._driver
-        if not driver.receiving:
-            message = driver.take_message()  # the common case: one waiting
-            if message is not None:
-                if driver.resumed:
-                    self._reading_resumed()
-                return message
         driver.begin_receive()
         try:
             while (message := driver.take_message()) is None:
@@ -114,7 +111,23 @@ class AsyncConnectionView(ConnectionView):
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
 
+    def _take_waiting(self) -> Message | None:
+        """The common case of receiving, a whole message already waiting,
+        taken by a plain call: `async for` then makes no `recv()` coroutine
+        per message. None when there is none (or another receive is under
+        way, which `recv()` refuses)."""
+        driver = self._driver
+        if driver.receiving:
+            return None
+        message = driver.take_message()
+        if message is not None and driver.resumed:
+            self._reading_resumed()
+        return message
+
     async def __anext__(self) -> Message:
+        message = self._take_waiting()
+        if message is not None:
+            return message
         try:
             return await self.recv()
         except ConnectionClosedOK:

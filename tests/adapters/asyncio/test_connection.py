@@ -168,3 +168,44 @@ def test_sends_past_the_write_limit_keep_one_place_in_the_batch() -> None:
     finally:
         loop.run(server.close, timeout=20)
         loop.stop()
+
+
+def test_async_for_takes_messages_already_waiting_without_calling_recv() -> None:
+    """`async for` takes a message that is already queued by a plain call:
+    a `recv()` coroutine per message cost a fifth of an echo server's time
+    at 16 B. (The view is shared: trio's `async for` does the same.)"""
+    count = 50
+    calls: list[int] = []
+    got: list[object] = []
+
+    async def handler(ws: ws_asyncio.WebSocket) -> None:
+        real_recv = ws.recv
+
+        async def counting_recv() -> Any:
+            calls.append(1)
+            return await real_recv()
+
+        ws.recv = counting_recv  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        while len(ws._driver.fragments) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        async for message in ws:
+            got.append(message)
+            if len(got) == count:
+                break
+        await ws.send("done")
+        await ws.wait_closed()
+
+    loop = AsyncioThread()
+    # Room for all of them, so that reading does not pause on the way.
+    server = loop.run(lambda: ws_asyncio.serve(handler, "127.0.0.1", 0, max_queue=count * 2))
+    try:
+        with ws_blocking.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            for index in range(count):
+                client.send(f"m{index}")
+            assert client.recv(timeout=10) == "done"
+        assert got == [f"m{index}" for index in range(count)]
+        assert calls == []
+    finally:
+        loop.run(server.close, timeout=20)
+        loop.stop()
