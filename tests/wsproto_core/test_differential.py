@@ -187,6 +187,23 @@ def _example_ws_compressed_frame_size() -> Case:
     return _case(c, (_f(c, BINARY, _deflate(payload), rsv=RSV1), "near-limit"))
 
 
+def _example_ws_limit_bypassed_at_zero_budget() -> Case:
+    """A compressed message's first fragment inflates to exactly the limit
+    (zlib holds the rest of its output back), and the last, empty fragment
+    is then inflated with a budget of 0, which zlib reads as no limit. The
+    deflate bytes are the ones hypothesis found."""
+    c = Config("server", "takeover")
+    bomb = bytes.fromhex("ecc101010000008220ffaf6e4840010000000706")
+    tags = frozenset({"compressed", "too-big"})
+    return Case(
+        c,
+        [
+            Frame(_f(c, BINARY, bomb, fin=False, rsv=RSV1), tags, "", b""),
+            Frame(_f(c, CONT, b""), tags, "", b""),
+        ],
+    )
+
+
 def _example_wsproto_no_limit() -> Case:
     c = Config("client", "off")
     return _case(c, (_f(c, BINARY, bytes(LIMIT + 1)), "too-big"), (_f(c, PING, b"after"), "valid"))
@@ -325,6 +342,24 @@ INTENDED: tuple[Intended, ...] = (
         "RFC 6455 §10.4: size limits are the implementation's own choice",
         lambda d: d.they_stop_at("near-limit") and d.theirs.stops_early_with(d.ours, 1009),
         _example_ws_compressed_frame_size,
+    ),
+    Intended(
+        "websockets-limit-bypassed-at-zero-budget",
+        "websockets",
+        "a bug of websockets: once the fragments of a compressed message have inflated to "
+        "exactly max_size, the next fragment is inflated with a remaining budget of 0, which "
+        "zlib takes as no limit, so the message passes max_size (a deflate bomb gets through); "
+        "we fail with 1009",
+        "RFC 6455 §10.4: implementations should limit the total message size after "
+        "reassembly from multiple frames, which is the limit websockets means to apply",
+        lambda d: (
+            d.we_stop_at("too-big")
+            and any("compressed" in frame.tags for frame in d.case.frames)
+            and d.theirs.failed is None
+            and any(len(event[1]) > LIMIT for event in d.theirs.events if len(event) > 1)
+            and d.ours.stops_early_with(d.theirs, 1009)
+        ),
+        _example_ws_limit_bypassed_at_zero_budget,
     ),
     Intended(
         "wsproto-no-size-limit",
