@@ -1,6 +1,7 @@
 """One connection on trio: a reader task beside the application's handler.
 What it does is the driver's (`adapters._driver`); this module only waits
-with `trio.Event`s and writes.
+(a receiver parked by hand, `trio.Event`s made when first waited for) and
+writes.
 
 Writing does not need a task of its own. What the core queues is written
 at once, without waiting, as far as the socket takes it (a plain TCP
@@ -50,8 +51,8 @@ def _writable_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
 
 class WebSocket(AsyncConnectionView):
     """One WebSocket connection, either role. What it does is decided by
-    its `Driver`; this class waits with `trio.Event`s and writes at once
-    where it can, from a writer task where it must (see the module)."""
+    its `Driver`; this class waits (see the module) and writes at once
+    where it can, from a writer task where it must."""
 
     def __init__(
         self,

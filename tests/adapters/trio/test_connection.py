@@ -174,3 +174,52 @@ def test_sends_of_one_step_after_the_first_go_out_together(monkeypatch: pytest.M
     assert received == [f"m{n}".encode() for n in range(50)]
     assert len(writes) == 2  # the first alone, the other 49 together
     assert writes[1] == sum(len(f"m{n}") + 2 for n in range(1, 50))
+
+
+def test_sends_of_one_step_past_write_limit_go_out_before_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop of sends that never yields cannot grow the step's deferred
+    writes without bound: once more than `write_limit` bytes wait, they are
+    written at once, still in order."""
+    limit, size, count = 4096, 1000, 50
+    frame = size + 4  # a 16-bit length, unmasked
+    writes: list[int] = []
+    during: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    async def handler(ws: ws_trio.WebSocket) -> None:
+        await ws.recv()  # the peer's "go"
+        monkeypatch.setattr(trio_connection.os, "write", counting_write)
+        for n in range(count):
+            ws.send_prepared(PreparedMessage(bytes([n]) * size))
+        during.extend(writes)  # all within the step: nothing has yielded
+        await trio.sleep(0.1)  # (the step ends)
+        monkeypatch.undo()
+        await ws.recv()  # the peer's "bye"
+
+    received: list[bytes] = []
+
+    def peer(port: int) -> None:
+        sock, core = open_raw(port)
+        with sock:
+            core.send_bytes(b"go")
+            sock.sendall(core.data_to_send())
+            while len(received) < count:
+                data = sock.recv(65536)
+                assert data
+                received.extend(
+                    e.data for e in core.receive_data(data) if isinstance(e, BytesMessage)
+                )
+            core.send_bytes(b"bye")
+            sock.sendall(core.data_to_send())
+
+    serve_one(handler, peer, ping_interval=None, write_limit=limit)
+    assert received == [bytes([n]) * size for n in range(count)]
+    assert len(during) >= count * frame // (limit + frame)  # written along the way
+    assert all(written <= limit + frame for written in during)  # none much past the limit
+    assert sum(writes) == count * frame
